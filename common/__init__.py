@@ -1,0 +1,1 @@
+"""Shared code for the three VAE-GAN families: entropy coding, file format, training, metrics."""

@@ -1,0 +1,356 @@
+"""Entropy models and the only import of ``constriction``.
+
+Two priors, one coding path:
+
+* :class:`EntropyBottleneck` -- a factorized prior: one learned univariate CDF per channel
+  (Ballé et al. 2018, appendix 6.1). Used for hyper-latents and top levels.
+* :class:`GaussianConditional` -- a mean-scale Gaussian whose scales are snapped to a fixed table
+  (Minnen et al. 2018). Used for latents whose parameters a hyper-decoder predicts.
+
+In training both return likelihoods of ``y + U(-1/2, 1/2)``, whose negative log2 is the rate in
+bits (and, because the uniform posterior has unit density, the KL term of the ELBO). For coding,
+``update()`` turns each prior into integer probability tables stored as buffers, so encoder and
+decoder share exactly the same tables whatever device computed them. Only integer symbols and
+integer table indexes reach :func:`encode_symbols` / :func:`decode_symbols`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.errors import CorruptFileError
+from common.layers import lower_bound
+
+PMF_PRECISION = 20  # probability tables are integer counts summing to about 2**20
+LIKELIHOOD_BOUND = 1e-9
+ESCAPE_CHUNK = 1 << 16  # escaped values are sent as two 16-bit halves of their zig-zag code
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+# --------------------------------------------------------------------------------------------------
+# Integer tables and the coder
+
+
+def quantize_pmf(pmf: np.ndarray, tail: float) -> np.ndarray:
+    """Integer counts for ``pmf`` plus one escape bin holding ``tail``; every bin at least 1."""
+    probs = np.append(np.asarray(pmf, dtype=np.float64), max(tail, 0.0))
+    counts = np.maximum(1, np.round(probs * (1 << PMF_PRECISION))).astype(np.int64)
+    return counts
+
+
+class TableSet(nn.Module):
+    """A padded stack of integer tables: row t covers symbols offset[t] .. offset[t]+length[t]-1.
+
+    Column ``length[t]`` of row t is the escape bin. The buffers change shape on ``update()``, so
+    loading resizes them to what the checkpoint holds.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("counts", torch.zeros(0, 0, dtype=torch.int64))
+        self.register_buffer("offset", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("length", torch.zeros(0, dtype=torch.int64))
+
+    def set(self, rows: list[np.ndarray], offsets: list[int]) -> None:
+        width = max(len(r) for r in rows)
+        counts = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            counts[i, : len(r)] = r
+        dev = self.counts.device
+        self.counts = torch.from_numpy(counts).to(dev)
+        self.offset = torch.tensor(offsets, dtype=torch.int64, device=dev)
+        self.length = torch.tensor([len(r) - 1 for r in rows], dtype=torch.int64, device=dev)
+
+    @property
+    def ready(self) -> bool:
+        return self.counts.numel() > 0
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("counts", "offset", "length"):
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[key], device=self.counts.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def models(self) -> list:
+        counts = self.counts.cpu().numpy()
+        lengths = self.length.cpu().numpy()
+        return [
+            constriction.stream.model.Categorical(
+                counts[t, : lengths[t] + 1].astype(np.float64), perfect=False
+            )
+            for t in range(len(lengths))
+        ]
+
+
+def _groups(indexes: np.ndarray):
+    """Stable order grouping equal table indexes: the order both coder and decoder walk."""
+    order = np.argsort(indexes, kind="stable")
+    sorted_idx = indexes[order]
+    tables, starts = np.unique(sorted_idx, return_index=True)
+    ends = np.append(starts[1:], len(order))
+    return order, list(zip(tables.tolist(), starts.tolist(), ends.tolist()))
+
+
+def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: TableSet) -> bytes:
+    """Range-code integer ``symbols``, each with the table row named by ``indexes``."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    offsets = tables.offset.cpu().numpy()
+    lengths = tables.length.cpu().numpy()
+    models = tables.models()
+    encoder = constriction.stream.queue.RangeEncoder()
+    order, groups = _groups(indexes)
+    sorted_sym = symbols[order]
+    escaped = []
+    for t, start, end in groups:
+        values = sorted_sym[start:end] - offsets[t]
+        is_escape = (values < 0) | (values >= lengths[t])
+        encoder.encode(np.where(is_escape, lengths[t], values).astype(np.int32), models[t])
+        escaped.append(sorted_sym[start:end][is_escape])
+    escaped = np.concatenate(escaped) if escaped else np.zeros(0, dtype=np.int64)
+    if escaped.size:
+        zigzag = np.where(escaped >= 0, 2 * escaped, -2 * escaped - 1)
+        if zigzag.max() >= ESCAPE_CHUNK**2:
+            raise ValueError("latent value too large to code")
+        uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+        encoder.encode((zigzag % ESCAPE_CHUNK).astype(np.int32), uniform)
+        encoder.encode((zigzag // ESCAPE_CHUNK).astype(np.int32), uniform)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`; ``indexes`` must equal the encoder's."""
+    if len(data) % 4:
+        raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
+    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    offsets = tables.offset.cpu().numpy()
+    lengths = tables.length.cpu().numpy()
+    if indexes.size and (indexes.min() < 0 or indexes.max() >= len(lengths)):
+        raise CorruptFileError("table index out of range")
+    models = tables.models()
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    order, groups = _groups(indexes)
+    out_sorted = np.empty(indexes.size, dtype=np.int64)
+    escape_slots = []
+    try:
+        for t, start, end in groups:
+            cats = decoder.decode(models[t], end - start).astype(np.int64)
+            is_escape = cats == lengths[t]
+            out_sorted[start:end] = cats + offsets[t]
+            escape_slots.append(np.flatnonzero(is_escape) + start)
+        slots = np.concatenate(escape_slots) if escape_slots else np.zeros(0, dtype=np.int64)
+        if slots.size:
+            uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+            low = decoder.decode(uniform, slots.size).astype(np.int64)
+            high = decoder.decode(uniform, slots.size).astype(np.int64)
+            zigzag = high * ESCAPE_CHUNK + low
+            out_sorted[slots] = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
+    except (RuntimeError, ValueError) as exc:  # constriction reports bad input this way
+        raise CorruptFileError(f"entropy-coded stream is damaged ({exc})") from None
+    out = np.empty_like(out_sorted)
+    out[order] = out_sorted
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Factorized prior
+
+
+class EntropyBottleneck(nn.Module):
+    """Factorized prior with a learned, non-parametric CDF per channel (Ballé et al. 2018).
+
+    Symbols are ``round(z)``; the table of channel c spans the integers between its learned
+    ``tail_mass/2`` and ``1 - tail_mass/2`` quantiles, with an escape bin for the rest.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        filters: tuple[int, ...] = (3, 3, 3),
+        init_scale: float = 10.0,
+        tail_mass: float = 1e-9,
+        max_range: int = 2048,
+    ):
+        super().__init__()
+        self.channels = channels
+        self.tail_mass = tail_mass
+        self.max_range = max_range
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1.0 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1.0 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+        self.tables = TableSet()
+
+    def _logits_cumulative(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (C, 1, N) -> logits of the CDF at x, same shape."""
+        logits = x
+        for i, matrix in enumerate(self.matrices):
+            logits = torch.matmul(F.softplus(matrix.to(x.dtype)), logits) + self.biases[i].to(x.dtype)
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i].to(x.dtype)) * torch.tanh(logits)
+        return logits
+
+    def _likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        lower = self._logits_cumulative(x - 0.5)
+        upper = self._logits_cumulative(x + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (z_hat, likelihoods). Training: z + U(-1/2, 1/2); evaluation: round(z)."""
+        if self.training:
+            z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        else:
+            z_hat = torch.round(z)
+        flat = z_hat.transpose(0, 1).reshape(self.channels, 1, -1)
+        lik = self._likelihood(flat.float()).reshape(self.channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
+        return z_hat, lower_bound(lik, LIKELIHOOD_BOUND)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Rebuild the integer tables from the current CDF (float64, on CPU)."""
+        target = math.log(self.tail_mass / 2) - math.log1p(-self.tail_mass / 2)
+        quantiles = []
+        for goal in (target, -target):
+            lo = torch.full((self.channels, 1, 1), -float(self.max_range), dtype=torch.float64)
+            hi = -lo
+            for _ in range(60):  # bisection on the monotone CDF logits
+                mid = (lo + hi) / 2
+                above = self._cpu64_logits(mid) > goal
+                hi = torch.where(above, mid, hi)
+                lo = torch.where(above, lo, mid)
+            quantiles.append(((lo + hi) / 2).flatten())
+        rows, offsets = [], []
+        for c in range(self.channels):
+            start = int(math.floor(quantiles[0][c]))
+            stop = max(int(math.ceil(quantiles[1][c])), start + 1)
+            xs = torch.arange(start, stop + 1, dtype=torch.float64).view(1, 1, -1)
+            pmf = self._cpu64_likelihood(xs, c).flatten().numpy()
+            rows.append(quantize_pmf(pmf, 1.0 - pmf.sum()))
+            offsets.append(start)
+        self.tables.set(rows, offsets)
+
+    def _cpu64_logits(self, x: torch.Tensor, channel: int | None = None) -> torch.Tensor:
+        logits = x
+        sl = slice(None) if channel is None else slice(channel, channel + 1)
+        for i, matrix in enumerate(self.matrices):
+            m = F.softplus(matrix.detach().double().cpu()[sl])
+            logits = torch.matmul(m, logits) + self.biases[i].detach().double().cpu()[sl]
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i].detach().double().cpu()[sl]) * torch.tanh(logits)
+        return logits
+
+    def _cpu64_likelihood(self, x: torch.Tensor, channel: int) -> torch.Tensor:
+        lower = self._cpu64_logits(x - 0.5, channel)
+        upper = self._cpu64_logits(x + 0.5, channel)
+        sign = -torch.sign(lower + upper)
+        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+
+    def _indexes(self, shape: tuple[int, ...]) -> np.ndarray:
+        b, c, h, w = shape
+        return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), (b, c, h, w))
+
+    def compress(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor]:
+        """Code round(z); returns the bytes and z_hat exactly as the decoder will see it."""
+        z_hat = torch.round(z.detach().double().cpu())
+        data = encode_symbols(z_hat.numpy().astype(np.int64), self._indexes(z.shape), self.tables)
+        return data, z_hat
+
+    def decompress(self, data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
+        symbols = decode_symbols(data, self._indexes(shape), self.tables)
+        return torch.from_numpy(symbols.reshape(shape)).double()
+
+
+# --------------------------------------------------------------------------------------------------
+# Mean-scale Gaussian conditional
+
+
+def default_scale_table(lo: float = 0.11, hi: float = 64.0, levels: int = 96) -> torch.Tensor:
+    return torch.exp(torch.linspace(math.log(lo), math.log(hi), levels, dtype=torch.float64))
+
+
+def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.erfc(-x * (2**-0.5))
+
+
+class GaussianConditional(nn.Module):
+    """Mean-scale Gaussian prior convolved with U(-1/2, 1/2); scales snap to a fixed log-spaced table.
+
+    Symbols are ``round(y - mean)`` coded with the table of the nearest (in log scale) table scale.
+    """
+
+    def __init__(self, scale_table: torch.Tensor | None = None, tail_sigmas: float = 6.0):
+        super().__init__()
+        table = default_scale_table() if scale_table is None else scale_table.double()
+        self.register_buffer("scale_table", table)
+        self.scale_bound = float(table[0])
+        self.tail_sigmas = tail_sigmas
+        self.tables = TableSet()
+
+    def likelihood(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        scales = lower_bound(scales, self.scale_bound)
+        v = torch.abs(y - means)
+        upper = _std_normal_cdf((0.5 - v) / scales)
+        lower = _std_normal_cdf((-0.5 - v) / scales)
+        return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+
+    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor):
+        """Returns (y_hat for the decoder, likelihoods).
+
+        Training: the rate sees y + U(-1/2, 1/2) while the decoder already sees the rounded latent
+        (straight-through), which closes most of the train/test gap (Minnen & Singh 2020).
+        """
+        y_hat = round_ste(y - means) + means
+        y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else y_hat
+        return y_hat, self.likelihood(y_rate, scales, means)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        rows, offsets = [], []
+        for s in self.scale_table.cpu().tolist():
+            r = max(1, int(math.ceil(self.tail_sigmas * s)))
+            k = torch.arange(-r, r + 1, dtype=torch.float64)
+            pmf = (_std_normal_cdf((k + 0.5) / s) - _std_normal_cdf((k - 0.5) / s)).numpy()
+            rows.append(quantize_pmf(pmf, 1.0 - pmf.sum()))
+            offsets.append(-r)
+        self.tables.set(rows, offsets)
+
+    def scale_indexes(self, scales: torch.Tensor) -> np.ndarray:
+        """Nearest table entry in log scale; computed in float64 on CPU on both sides."""
+        table = self.scale_table.cpu()
+        log_s = torch.log(scales.detach().double().cpu().clamp_min(float(table[0])))
+        step = (math.log(float(table[-1])) - math.log(float(table[0]))) / (len(table) - 1)
+        idx = torch.round((log_s - math.log(float(table[0]))) / step)
+        return idx.clamp(0, len(table) - 1).long().numpy()
+
+    def compress(
+        self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor
+    ) -> tuple[bytes, torch.Tensor]:
+        means = means.detach().double().cpu()
+        symbols = torch.round(y.detach().double().cpu() - means)
+        data = encode_symbols(symbols.numpy().astype(np.int64), self.scale_indexes(scales), self.tables)
+        return data, symbols + means
+
+    def decompress(self, data: bytes, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        symbols = decode_symbols(data, self.scale_indexes(scales), self.tables)
+        means = means.detach().double().cpu()
+        return torch.from_numpy(symbols.reshape(means.shape)).double() + means

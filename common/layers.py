@@ -1,0 +1,102 @@
+"""Building blocks shared by the families: strided convolutions, GDN, residual and attention blocks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(
+        in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
+
+
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows when x is below the bound but wants to rise."""
+
+    @staticmethod
+    def forward(ctx, x, bound):
+        ctx.save_for_backward(x, bound)
+        return torch.max(x, bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bound = ctx.saved_tensors
+        pass_through = (x >= bound) | (grad < 0)
+        return pass_through.type_as(grad) * grad, None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBound.apply(x, torch.tensor(bound, dtype=x.dtype, device=x.device))
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé et al. 2016); ``inverse=True`` gives IGDN.
+
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2). Parameters are stored as square roots with a
+    lower bound, which keeps them positive and well conditioned during training.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self._pedestal = 2.0**-36
+        self._beta_bound = (beta_min + self._pedestal) ** 0.5
+        self._gamma_bound = self._pedestal**0.5
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self._pedestal))
+        gamma = gamma_init * torch.eye(channels) + self._pedestal
+        self.gamma = nn.Parameter(torch.sqrt(gamma))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        beta = lower_bound(self.beta, self._beta_bound) ** 2 - self._pedestal
+        gamma = lower_bound(self.gamma, self._gamma_bound) ** 2 - self._pedestal
+        norm = F.conv2d(x * x, gamma.view(channels, channels, 1, 1), beta)
+        norm = torch.sqrt(norm)
+        return x * norm if self.inverse else x / norm
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with a skip connection."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SelfAttention2d(nn.Module):
+    """Multi-head self-attention over the spatial positions of a feature map (SAGAN-style residual)."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(32, channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        seq = self.norm(x).flatten(2).transpose(1, 2)
+        out, _ = self.attn(seq, seq, seq, need_weights=False)
+        return x + self.gate * out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom and right edges so both sides are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -1,0 +1,48 @@
+"""Shared fixtures: the repo root on sys.path, tiny models, the data beside the repo."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHARED_DATA = Path(os.environ.get("VAEGAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TINY_BETA = {"N": 16, "M": 24, "disc_channels": 8}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "kodak").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set VAEGAN_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_beta_path(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny β-VAE-GAN checkpoint with coding tables."""
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from common.checkpoint import export_model
+
+    torch.manual_seed(0)
+    model = BetaVAEGAN(BetaVAEGANConfig(**TINY_BETA)).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_beta.pth"
+    export_model(model, path)
+    return path
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def random_image(rng, h: int, w: int) -> np.ndarray:
+    """A smooth random image (noise would be unrealistically expensive to code)."""
+    base = rng.integers(0, 256, size=(max(2, h // 8), max(2, w // 8), 3)).astype(np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(base).resize((w, h), Image.BILINEAR))

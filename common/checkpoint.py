@@ -1,0 +1,130 @@
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), model identity.
+
+A checkpoint is a dict with ``family``, ``config`` (the model config dataclass as a dict),
+``model`` (state dict, entropy tables included), ``model_id`` and, for training checkpoints,
+``train_config``, optimizer states, step, epoch and RNG states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from common.errors import CheckpointError
+from common.registry import FAMILIES, model_class
+
+
+def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """8-byte identity: sha256 over the names, shapes and bytes of every tensor, in sorted order."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:8]
+
+
+def atomic_save(obj: dict, path: str | os.PathLike) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_state(model) -> dict:
+    """The part of a checkpoint that describes the model: enough to compress and decompress."""
+    model.update()
+    state = model.state_dict()
+    return {
+        "family": model.family,
+        "config": dataclasses.asdict(model.config),
+        "model": state,
+        "model_id": torch.tensor(list(model_id(state)), dtype=torch.uint8),
+    }
+
+
+def export_model(model, path: str | os.PathLike, **extra) -> None:
+    """Write a release checkpoint (no optimizer state), e.g. for shipping or tests."""
+    atomic_save(model_state(model) | extra, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict without running any code from the file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    if not isinstance(ckpt, dict) or "family" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not a VAE-GAN checkpoint (no family/model entries)")
+    if ckpt["family"] not in FAMILIES:
+        raise CheckpointError(f"{path}: unknown model family {ckpt['family']!r}")
+    return ckpt
+
+
+def build_model(family: str, config: dict):
+    """Instantiate a family's model from its config dict; unknown keys are an error."""
+    cls = model_class(family)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = set(config) - fields
+    if unknown:
+        raise CheckpointError(f"{family} config has unknown fields: {', '.join(sorted(unknown))}")
+    return cls(cls.Config(**config))
+
+
+def load_model(path: str | os.PathLike, expect_family: str | None = None, verify: bool = True):
+    """Load a model ready for compress/decompress (eval mode, CPU, tables present)."""
+    ckpt = read_checkpoint(path)
+    family = ckpt["family"]
+    if expect_family is not None and family != expect_family:
+        raise CheckpointError(f"{path} holds a {family} model, but a {expect_family} model was expected")
+    model = build_model(family, ckpt["config"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the {family} config ({first})") from None
+    if verify and "model_id" in ckpt:
+        stored = bytes(ckpt["model_id"])
+        actual = model_id(model.state_dict())
+        if stored != actual:
+            raise CheckpointError(
+                f"{path}: weights were altered (stored identity {stored.hex()}, actual {actual.hex()})"
+            )
+    model.eval()
+    if not model.ready_to_code():
+        model.update()
+    model.checkpoint_path = str(path)
+    return model

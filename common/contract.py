@@ -1,0 +1,72 @@
+"""The contract every family's model fulfils, so common code never branches on the family.
+
+* ``forward(x)`` (training) -> :class:`ModelOutput`: reconstruction, likelihoods per latent (their
+  ``-log2`` summed is the rate in bits), an optional conditioning tensor for the discriminator, and
+  extra loss terms the family needs (e.g. VQ commitment).
+* ``compress(x)`` -> :class:`common.bitstream.Compressed` (byte streams + original size);
+  ``decompress(compressed)`` -> image, exactly the inverse. Padding happens inside the model.
+* ``update()`` builds the integer tables coding needs; ``build_discriminator()`` the family's critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from common.bitstream import Compressed
+from common.checkpoint import model_id
+
+
+@dataclass
+class ModelOutput:
+    x_hat: torch.Tensor
+    likelihoods: dict[str, torch.Tensor]
+    cond: torch.Tensor | None = None
+    extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CompressionModel(nn.Module):
+    """Base class: subclasses set ``family``, ``Config`` and ``pad_multiple``."""
+
+    family: str = ""
+    Config: type = object
+    pad_multiple: int = 64
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.checkpoint_path: str | None = None
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compress(self, x: torch.Tensor) -> Compressed:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decompress(self, compressed: Compressed) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build_discriminator(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def entropy_models(self) -> list[nn.Module]:
+        return [m for m in self.modules() if hasattr(m, "tables") and hasattr(m, "update")]
+
+    def update(self) -> None:
+        for m in self.entropy_models():
+            m.update()
+
+    def ready_to_code(self) -> bool:
+        return all(m.tables.ready for m in self.entropy_models())
+
+    def rate_weights(self) -> dict[str, float]:
+        """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""
+        return {}
+
+    def identity(self) -> bytes:
+        """8-byte identity written into every file; cached, since a loaded model does not change."""
+        if getattr(self, "_identity", None) is None or self.training:
+            self._identity = model_id(self.state_dict())
+        return self._identity

@@ -1,0 +1,118 @@
+"""The training loop: loss falls, resume is exact, checkpoints carry their config and load safely."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+from common.checkpoint import load_model, read_checkpoint
+from common.errors import CheckpointError, DataError
+from common.training import TrainConfig, Trainer, lr_at
+from tests.conftest import TINY_BETA, random_image
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(n):
+            Image.fromarray(random_image(rng, 80, 96)).save(root / split / f"{i}.png")
+    return root
+
+
+def _cfg(data_dir, out, **kw):
+    base = dict(
+        output_dir=str(out),
+        data_dir=str(data_dir),
+        train_sets=["train"],
+        val_sets=["val"],
+        batch_size=2,
+        patch_size=64,
+        lr=1e-3,
+        warmup_steps=1,
+        min_lr_ratio=1.0,
+        log_every=1,
+        val_images=2,
+        lambda_adv=0.1,
+        disc_start=2,
+        seed=3,
+        threads=1,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def _trainer(cfg):
+    torch.manual_seed(0)
+    return Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA), cfg)
+
+
+def test_loss_falls(data_dir, tmp_path):
+    trainer = _trainer(_cfg(data_dir, tmp_path, max_steps=150, lambda_adv=0.0, lr=3e-3, val_every=1000))
+    trainer.fit()
+    with open(tmp_path / "logs" / "train.csv") as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 150
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+
+def test_resume_continues_exactly(data_dir, tmp_path):
+    straight = _trainer(_cfg(data_dir, tmp_path / "a", max_steps=6, val_every=3))
+    straight.fit()
+    first = _trainer(_cfg(data_dir, tmp_path / "b", max_steps=3, val_every=3))
+    first.fit()
+    resumed = _trainer(_cfg(data_dir, tmp_path / "b", max_steps=6, val_every=3, resume="auto"))
+    assert resumed.step == 3
+    resumed.fit()
+    for name in ("model", "disc"):
+        a = getattr(straight, name).state_dict()
+        b = getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_checkpoints_hold_config_and_load_for_coding(data_dir, tmp_path):
+    trainer = _trainer(_cfg(data_dir, tmp_path, max_steps=2, val_every=2))
+    trainer.fit()
+    for name in ("latest.pth", "best_model.pth"):
+        ckpt = read_checkpoint(tmp_path / "checkpoints" / name)
+        assert ckpt["config"] == TINY_BETA and ckpt["train_config"]["max_steps"] == 2
+        assert ckpt["step"] == 2
+    model = load_model(tmp_path / "checkpoints" / "best_model.pth")
+    assert model.ready_to_code() and not model.training
+    assert (tmp_path / "logs" / "train.csv").read_text().count("\n") == 3
+    assert list((tmp_path / "samples").glob("*.png"))
+
+
+def test_resume_with_other_model_flags_is_refused(data_dir, tmp_path):
+    _trainer(_cfg(data_dir, tmp_path, max_steps=1, val_every=1)).fit()
+    with pytest.raises(CheckpointError, match="config differs"):
+        Trainer(
+            BetaVAEGAN,
+            BetaVAEGANConfig(N=8, M=8, disc_channels=8),
+            _cfg(data_dir, tmp_path, max_steps=2, resume="auto"),
+        )
+
+
+def test_tampered_checkpoint_is_refused(data_dir, tmp_path):
+    _trainer(_cfg(data_dir, tmp_path, max_steps=1, val_every=1)).fit()
+    path = tmp_path / "checkpoints" / "latest.pth"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"]["g_s.6.bias"] += 1e-3
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="altered"):
+        load_model(path)
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        _trainer(_cfg(tmp_path, tmp_path / "out", max_steps=1))
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(10, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)

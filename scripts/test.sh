@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the dependencies and run the whole test suite on CPU (the README's test command).
+# The FID Inception weights are taken from ../shared/data/weights/fid when present (no download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -r requirements-dev.txt
+shared="${VAEGAN_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+weights="$shared/weights/fid/pt_inception-2015-12-05-6726825d.pth"
+if [ -z "${TORCH_HOME:-}" ] && [ -f "$weights" ]; then
+  export TORCH_HOME="$(mktemp -d)"
+  mkdir -p "$TORCH_HOME/hub/checkpoints"
+  ln -s "$weights" "$TORCH_HOME/hub/checkpoints/"
+fi
+export VAEGAN_SHARED_DATA="$shared" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+python -m ruff check .
+python -m ruff format --check .
+python -m pytest -q "$@"

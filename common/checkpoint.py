@@ -70,9 +70,24 @@ def model_state(model) -> dict:
     }
 
 
-def export_model(model, path: str | os.PathLike, **extra) -> None:
-    """Write a release checkpoint (no optimizer state), e.g. for shipping or tests."""
-    atomic_save(model_state(model) | extra, path)
+def export_model(model, path: str | os.PathLike, half: bool = False, **extra) -> None:
+    """Write a release checkpoint (no optimizer state), e.g. for shipping or tests.
+
+    ``half=True`` rounds the weights to float16 *in the model first*, so the identity written into
+    files is that of the weights a user will load, and stores them (and the tables) compactly.
+    """
+    if half:
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    state = model_state(model)
+    if half:
+        state["model"] = {
+            k: v.half() if v.is_floating_point() else (v.int() if v.dtype == torch.int64 else v)
+            for k, v in state["model"].items()
+        }
+    atomic_save(state | extra, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -104,6 +119,11 @@ def build_model(family: str, config: dict):
     return cls(cls.Config(**config))
 
 
+def _widen(state: dict, reference: dict) -> dict:
+    """Cast compactly stored tensors (float16 weights, int32 tables) back to the model's dtypes."""
+    return {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+
+
 def load_model(path: str | os.PathLike, expect_family: str | None = None, verify: bool = True):
     """Load a model ready for compress/decompress (eval mode, CPU, tables present)."""
     ckpt = read_checkpoint(path)
@@ -112,7 +132,7 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
         raise CheckpointError(f"{path} holds a {family} model, but a {expect_family} model was expected")
     model = build_model(family, ckpt["config"])
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(_widen(ckpt["model"], model.state_dict()))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the {family} config ({first})") from None

@@ -1,16 +1,23 @@
 """Evaluate checkpoints on an image set with real files: every bpp is read from bytes on disk.
 
 Per image: compress to ``bitstreams/NAME.vgan``, read the file back, decode it, and score the
-decoded 8-bit image. Output: one CompressAI-schema JSON (one point per checkpoint, sorted by bpp),
-a per-image CSV and the reconstructions for each checkpoint.
+decoded 8-bit image (PSNR, SSIM, MS-SSIM, LPIPS when its weights are present). Per checkpoint:
+FID and KID on HiFiC's 256 px patches, against the originals' Inception features, which are cached
+on disk per image set (:class:`ReferenceFeatures`). Output: one CompressAI-schema JSON (one point
+per checkpoint, sorted by bpp), a per-image CSV and the reconstructions for each checkpoint.
+Definitions: ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
+import os
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +30,39 @@ from common.codec import compress_image, decompress_bytes
 from common.datasets import list_images, load_image, resolve_set, to_tensor
 from common.errors import VAEGANError
 from common.layers import pad_to_multiple
-from common.metrics import MetricError, ms_ssim, psnr
+from common.metrics import (
+    FID_WEIGHTS_FILE,
+    InceptionFeatures,
+    MetricError,
+    PatchFID,
+    extract_patches,
+    load_lpips,
+    lpips_distance,
+    ms_ssim,
+    psnr,
+    ssim,
+)
 from common.training import rate_bpp
 
-SUMMARY_KEYS = (
+# Per image, averaged over the set; "lpips" only when its backbone weights are present.
+IMAGE_KEYS = (
     "bpp",
     "estimated_bpp",
     "psnr-rgb",
     "ms-ssim-rgb",
+    "ssim-rgb",
+    "lpips",
     "compression_ratio",
     "compression_ratio_24bpp",
     "encoding_time",
     "decoding_time",
 )
+# Per checkpoint, over all patches of the set (HiFiC protocol); only when the Inception weights are present.
+FID_KEYS = ("fid", "kid", "kid_std", "num_patches")
+# Every key a rate point can have, in the order they are printed and written; absent ones are left out.
+SUMMARY_KEYS = IMAGE_KEYS + FID_KEYS
+DEFAULT_FID_CACHE = "~/.cache/vaegan/fid_stats"
+FID_CACHE_VERSION = 1  # bump when the patching or feature extraction changes
 
 
 @torch.no_grad()
@@ -46,14 +73,116 @@ def estimated_bpp(model, image: np.ndarray) -> float:
     return float(sum(rate_bpp(out.likelihoods, image.shape[0] * image.shape[1]).values()))
 
 
+class ReferenceFeatures:
+    """Inception features of the originals' FID/KID patches for one image set, cached on disk.
+
+    The cache file is named by a hash of the image list (resolved path, byte size and mtime of
+    every file), the patch protocol (size, half-size shift) and the Inception weights file, so a
+    changed set or protocol never reuses stale features. It holds the features themselves, not
+    only mean and covariance, because KID needs them. They are stored as float32, which is what
+    the network outputs, so loading them back gives exactly the float64 values computed.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        features: InceptionFeatures,
+        cache_dir: str | os.PathLike | None = DEFAULT_FID_CACHE,
+        patch_size: int = 256,
+    ):
+        self.features = features
+        self.patch_size = patch_size
+        self.files = [str(Path(f).resolve()) for f in files]
+        key = {
+            "version": FID_CACHE_VERSION,
+            "patch_size": patch_size,
+            "shift": patch_size // 2,
+            "weights": FID_WEIGHTS_FILE,
+            "files": [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in self.files],
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        set_name = Path(self.files[0]).parent.name if self.files else "empty"
+        self.path = (
+            Path(cache_dir).expanduser() / f"{set_name}-p{patch_size}-{digest}.npz" if cache_dir else None
+        )
+        self._by_file: dict[str, np.ndarray] = {}
+        self.computed = 0  # images whose original patches went through the network in this process
+        self.loaded = self._load()
+
+    def _load(self) -> bool:
+        if self.path is None or not self.path.is_file():
+            return False
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                names, counts, feats = list(data["files"]), data["counts"], data["features"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            print(f"FID reference cache {self.path} is unreadable ({exc}); recomputing it")
+            return False
+        ends = np.cumsum(counts)
+        for name, end, count in zip(names, ends, counts):
+            self._by_file[str(name)] = feats[end - count : end].astype(np.float64)
+        print(f"FID reference: features of {int(counts.sum())} original patches read from {self.path}")
+        return True
+
+    def original_features(self, path: Path, image: np.ndarray) -> np.ndarray:
+        """Features (P, 2048) of the original image's patches: from the cache, or computed now."""
+        name = str(Path(path).resolve())
+        if name not in self._by_file:
+            self._by_file[name] = self.features(extract_patches(image, self.patch_size))
+            self.computed += 1
+        return self._by_file[name]
+
+    def save(self) -> None:
+        """Write the cache (atomically) if features were computed since it was read."""
+        if self.path is None or self.computed == 0:
+            return
+        names = [f for f in self.files if f in self._by_file]
+        feats = [self._by_file[f] for f in names]
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+            with os.fdopen(fd, "wb") as f:
+                np.savez(
+                    f,
+                    files=np.array(names, dtype=str),
+                    counts=np.array([len(x) for x in feats], dtype=np.int64),
+                    features=np.concatenate(feats).astype(np.float32),
+                )
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            print(f"FID reference: cannot write the cache {self.path} ({exc}); features not cached")
+            return
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+        self.computed = 0
+        print(
+            f"FID reference: features of {sum(len(x) for x in feats)} original patches cached in {self.path}"
+        )
+
+
 def evaluate_checkpoint(
-    model, files: list[Path], out_dir: Path, save_recon: bool = True, progress: bool = True
+    model,
+    files: list[Path],
+    out_dir: Path,
+    save_recon: bool = True,
+    progress: bool = True,
+    lpips_model=None,
+    fid_reference: ReferenceFeatures | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Returns (averages, per-image rows). Images that cannot be read are reported and skipped."""
+    """Returns (averages, per-image rows). Images that cannot be read are reported and skipped.
+
+    ``lpips_model`` (from :func:`common.metrics.load_lpips`) adds an ``lpips`` column;
+    ``fid_reference`` adds ``fid``, ``kid``, ``kid_std`` and ``num_patches`` to the averages.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bitstreams").mkdir(exist_ok=True)
     if save_recon:
         (out_dir / "reconstructions").mkdir(exist_ok=True)
+    patch_fid = None
+    if fid_reference is not None:
+        patch_fid = PatchFID(features=fid_reference.features, patch_size=fid_reference.patch_size)
     compress_image(model, np.zeros((64, 64, 3), dtype=np.uint8))  # warm-up, not timed
     rows = []
     for path in tqdm(files, desc=Path(model.checkpoint_path or "model").stem, disable=not progress):
@@ -80,16 +209,24 @@ def evaluate_checkpoint(
             msssim = ms_ssim(image, decoded)
         except MetricError:
             msssim = float("nan")
+        row = {
+            "image": path.name,
+            "height": h,
+            "width": w,
+            "bytes": size,
+            "bpp": bpp,
+            "estimated_bpp": estimated_bpp(model, image),
+            "psnr-rgb": psnr(image, decoded),
+            "ms-ssim-rgb": msssim,
+            "ssim-rgb": ssim(image, decoded),
+        }
+        if lpips_model is not None:
+            row["lpips"] = lpips_distance(lpips_model, image, decoded)
+        if patch_fid is not None:
+            patch_fid.update(image, decoded, fid_reference.original_features(path, image))
         rows.append(
-            {
-                "image": path.name,
-                "height": h,
-                "width": w,
-                "bytes": size,
-                "bpp": bpp,
-                "estimated_bpp": estimated_bpp(model, image),
-                "psnr-rgb": psnr(image, decoded),
-                "ms-ssim-rgb": msssim,
+            row
+            | {
                 "compression_ratio": path.stat().st_size / size,
                 "compression_ratio_24bpp": 24.0 / bpp,
                 "encoding_time": t1 - t0,
@@ -99,7 +236,13 @@ def evaluate_checkpoint(
         )
     if not rows:
         raise VAEGANError("no image could be evaluated")
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in SUMMARY_KEYS}
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in IMAGE_KEYS if k in rows[0]}
+    if patch_fid is not None:
+        fid_reference.save()
+        try:
+            summary.update(patch_fid.compute())
+        except MetricError as exc:  # e.g. every image smaller than one patch
+            tqdm.write(f"FID/KID not computed: {exc}")
     with open(out_dir / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
@@ -110,7 +253,7 @@ def evaluate_checkpoint(
 def compressai_json(name: str, description: str, points: list[dict]) -> dict:
     """CompressAI's results schema: ``results`` maps each metric to one value per rate point."""
     points = sorted(points, key=lambda p: p["bpp"])
-    results = {k: [p[k] for p in points] for k in SUMMARY_KEYS}
+    results = {k: [p[k] for p in points] for k in SUMMARY_KEYS if all(k in p for p in points)}
     return {"name": name, "description": description, "results": results}
 
 
@@ -142,25 +285,81 @@ def build_parser(family: str) -> argparse.ArgumentParser:
         "--no_recon", "--no-recon", dest="no_recon", action="store_true", help="do not save reconstructions"
     )
     parser.add_argument("--name", default=None, help="name of the curve in the JSON")
+    parser.add_argument(
+        "--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID (Inception)"
+    )
+    parser.add_argument(
+        "--lpips_net", "--lpips-net", dest="lpips_net", choices=("alex", "vgg"), default="alex"
+    )
+    parser.add_argument(
+        "--cache_dir",
+        "--cache-dir",
+        dest="cache_dir",
+        default=DEFAULT_FID_CACHE,
+        help="where the originals' FID/KID features are cached per image set",
+    )
     return parser
 
 
-def evaluate_main(family: str, argv=None, parser: argparse.ArgumentParser | None = None) -> tuple[dict, list]:
+def perceptual_metrics(args, files: list[Path]) -> tuple[object | None, ReferenceFeatures | None]:
+    """LPIPS model and FID reference, each None (with one line saying why) when it cannot be had."""
+    try:
+        lpips_model = load_lpips(args.device, net=args.lpips_net, on_missing="raise")
+    except MetricError as exc:
+        lpips_model = None
+        print(f"LPIPS unavailable, no lpips column: {exc}")
+    reference = None
+    if not args.no_fid:
+        try:
+            reference = ReferenceFeatures(files, InceptionFeatures(args.device), args.cache_dir)
+        except MetricError as exc:
+            print(f"FID/KID unavailable, no fid/kid columns: {exc}")
+    return lpips_model, reference
+
+
+def summary_line(path: str, summary: dict) -> str:
+    line = f"{path}: " + ", ".join(f"{k} {summary[k]:.4f}" for k in IMAGE_KEYS if k in summary)
+    if "fid" in summary:
+        line += (
+            f"\n  FID {summary['fid']:.2f}, KID {summary['kid']:.5f} +- {summary['kid_std']:.5f} "
+            f"on {summary['num_patches']} patches of 256 px per side (HiFiC protocol)"
+        )
+    return line
+
+
+def checkpoint_points(args, models: list) -> list[tuple[str, object, str]]:
+    """One rate point per checkpoint: (checkpoint path, model, name of the point's output folder)."""
+    return [(path, model, Path(path).stem) for path, model in zip(args.model_path, models)]
+
+
+def evaluate_main(
+    family: str, argv=None, parser: argparse.ArgumentParser | None = None, points_of=checkpoint_points
+) -> tuple[dict, list]:
+    """``points_of(args, models)`` lists the rate points; a family can give several per checkpoint."""
     parser = parser or build_parser(family)
     args = parser.parse_args(argv)
     models = [load_model(path, expect_family=family).to(args.device) for path in args.model_path]
     files = image_files(args.data_dir, args.dataset, args.limit)
     out = Path(args.output_dir)
+    lpips_model, fid_reference = perceptual_metrics(args, files)
     points = []
-    for path, model in zip(args.model_path, models):
-        summary, _ = evaluate_checkpoint(model, files, out / Path(path).stem, save_recon=not args.no_recon)
+    for path, model, name in points_of(args, models):
+        summary, _ = evaluate_checkpoint(
+            model,
+            files,
+            out / name,
+            save_recon=not args.no_recon,
+            lpips_model=lpips_model,
+            fid_reference=fid_reference,
+        )
         summary["checkpoint"] = str(path)
         points.append(summary)
-        print(f"{path}: " + ", ".join(f"{k} {summary[k]:.4f}" for k in SUMMARY_KEYS))
+        print(summary_line(path, summary))
     dataset = Path(args.dataset).name
-    result = compressai_json(
-        args.name or family, f"{family} on {dataset} ({len(files)} images), real file sizes", points
-    )
+    description = f"{family} on {dataset} ({len(files)} images), real file sizes"
+    if all("fid" in p for p in points):
+        description += f"; FID/KID on {points[0]['num_patches']} patches of 256 px (HiFiC protocol)"
+    result = compressai_json(args.name or family, description, points)
     result["checkpoints"] = [p["checkpoint"] for p in sorted(points, key=lambda p: p["bpp"])]
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{family}-{dataset}.json").write_text(json.dumps(result, indent=2))

@@ -413,7 +413,9 @@ def extract_patches(img: Any, size: int = 256) -> np.ndarray:
 class PatchFID:
     """Accumulates Inception features of HiFiC patches of originals and reconstructions; FID/KID on demand.
 
-    Holds features in memory only (2048 float64 per patch); nothing is cached on disk.
+    Holds features in memory only (2048 float64 per patch). ``update`` can take the originals'
+    features precomputed (``common.evaluation`` caches them on disk per image set), so only the
+    reconstructions go through the network.
     """
 
     def __init__(
@@ -435,14 +437,21 @@ class PatchFID:
         self._real: list[np.ndarray] = []
         self._fake: list[np.ndarray] = []
 
-    def update(self, original: Any, reconstruction: Any) -> int:
-        """Add one image pair (uint8 H x W x 3, or anything to_uint8_batch takes); returns patches added."""
+    def update(self, original: Any, reconstruction: Any, original_features: np.ndarray | None = None) -> int:
+        """Add one image pair (uint8 H x W x 3, or anything to_uint8_batch takes); returns patches added.
+
+        ``original_features`` (P, 2048), if given, are used instead of running the network on the
+        original's patches; they must come from the same patches (same count, same order).
+        """
         po = extract_patches(original, self.patch_size)
         pr = extract_patches(reconstruction, self.patch_size)
         if po.shape != pr.shape:
             raise MetricError(f"original and reconstruction give different patches: {po.shape} vs {pr.shape}")
+        if original_features is not None and len(original_features) != len(po):
+            raise MetricError(f"{len(original_features)} precomputed original features for {len(po)} patches")
         if len(po):
-            self._real.append(self.features(po))
+            real = self.features(po) if original_features is None else original_features
+            self._real.append(np.asarray(real, dtype=np.float64))
             self._fake.append(self.features(pr))
         return len(po)
 

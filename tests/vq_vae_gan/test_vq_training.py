@@ -1,0 +1,66 @@
+"""VQGAN's adaptive adversarial weight and a VQ-VAE-GAN run through the one training loop."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.checkpoint import load_model
+from common.training import TrainConfig, Trainer, adaptive_weight
+from tests.conftest import random_image
+from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
+
+TINY_VQ = {"num_embeddings": 16, "embedding_dim": 8, "channels": 8, "disc_channels": 4}
+
+
+def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
+    w = torch.tensor([1.0, -2.0], requires_grad=True)
+    nll = (3 * w).sum()  # gradient (3, 3): norm 3 * sqrt(2)
+    g = (w * torch.tensor([0.5, 0.0])).sum()  # gradient (0.5, 0): norm 0.5
+    weight = adaptive_weight(nll, g, w)
+    assert float(weight) == pytest.approx(3 * 2**0.5 / (0.5 + 1e-4))
+    assert not weight.requires_grad
+    nll.backward()  # the graph is still usable after the weight was computed
+    assert torch.equal(w.grad, torch.tensor([3.0, 3.0]))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(n):
+            Image.fromarray(random_image(rng, 72, 80)).save(root / split / f"{i}.png")
+    return root
+
+
+def test_training_logs_the_adaptive_weight_and_codebook_statistics(data_dir, tmp_path):
+    cfg = TrainConfig(
+        output_dir=str(tmp_path),
+        data_dir=str(data_dir),
+        train_sets=["train"],
+        val_sets=["val"],
+        batch_size=2,
+        patch_size=64,
+        max_steps=4,
+        log_every=1,
+        val_images=2,
+        val_every=4,
+        lambda_adv=0.1,
+        disc_start=2,
+        threads=1,
+    )
+    torch.manual_seed(0)
+    trainer = Trainer(VQVAEGAN, VQVAEGANConfig(**TINY_VQ), cfg)
+    logs = trainer.fit()
+    assert logs["adv_weight"] > 0 and "g_adv" in logs and "vq_commitment" in logs
+    with open(tmp_path / "logs" / "val.csv") as f:
+        val = list(csv.DictReader(f))
+    assert len(val) == 1
+    assert 0 < float(val[0]["codebook_usage_s0"]) <= 1 and float(val[0]["perplexity_s0"]) >= 1
+    assert float(val[0]["bpp_s0"]) > 0
+    model = load_model(tmp_path / "checkpoints" / "best_model.pth", expect_family="vq_vae_gan")
+    assert model.ready_to_code()

@@ -13,21 +13,53 @@ Layout (all integers little-endian; ``varint`` is unsigned LEB128)::
     streams    the entropy-coded byte strings, back to back
     crc32      4 bytes  of everything before it
 
-Every byte counts towards bpp. Parsing checks sizes against limits before allocating anything.
+Every byte counts towards bpp. Parsing checks sizes against limits before allocating anything:
+the declared image size against :data:`MAX_PIXELS` (the format's hard limit; decoders apply the
+lower, configurable :func:`pixel_limit`), and the stream lengths against the file's length and
+against :data:`MAX_BYTES_PER_PIXEL`.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass
 
-from common.errors import CorruptFileError
+from common.errors import CorruptFileError, VAEGANError
 
 MAGIC = b"VGAN"
 FORMAT_VERSION = 1
 MAX_PIXELS = 1 << 28  # 268 megapixels: larger declared sizes are refused before any allocation
 MAX_STREAMS = 16
+# Streams larger than this per (64-padded) pixel are not a compressed image: raw RGB is 3 bytes/pixel,
+# and even the worst symbol our coder can write costs under 7 bytes.
+MAX_BYTES_PER_PIXEL = 32
+PAD_BLOCK = 64
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels: the default limit for loading, encoding and decoding
+MAX_PIXELS_ENV = "VAEGAN_MAX_PIXELS"
+
+
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else $VAEGAN_MAX_PIXELS, else 64 MP."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise VAEGANError(f"${MAX_PIXELS_ENV} must be a number of pixels, not {value!r}") from None
+    if limit < 1:
+        raise VAEGANError(f"${MAX_PIXELS_ENV} must be positive, not {value!r}")
+    return limit
+
+
+def padded_pixels(size: tuple[int, int], multiple: int = PAD_BLOCK) -> int:
+    """Pixels a model computes on for an image of ``size`` padded to ``multiple``."""
+    h, w = size
+    return (-(-h // multiple) * multiple) * (-(-w // multiple) * multiple)
 
 
 @dataclass(frozen=True)
@@ -46,6 +78,8 @@ class Header:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError(f"cannot write a negative size ({n})")
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -123,6 +157,12 @@ def _parse(data: bytes, check_crc: bool) -> tuple[Header, Compressed]:
     if n > MAX_STREAMS:
         raise CorruptFileError(f"file declares {n} streams (at most {MAX_STREAMS} allowed)")
     lengths = [r.varint("stream length") for _ in range(n)]
+    plausible = MAX_BYTES_PER_PIXEL * padded_pixels((h, w)) + 4096
+    if sum(lengths) > plausible:
+        raise CorruptFileError(
+            f"file is damaged (its streams declare {sum(lengths)} bytes, implausible for an image "
+            f"of {h}x{w} pixels)"
+        )
     if sum(lengths) + r.pos + 4 != len(data):
         short = sum(lengths) + r.pos + 4 > len(data)
         raise CorruptFileError(

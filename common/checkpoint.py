@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import pickle
 import tempfile
-import zipfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
@@ -34,9 +33,19 @@ def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A process killed at any moment leaves ``path`` either as it was or complete, never half
+    written. Temporaries left by a killed earlier save of the same ``path`` are removed first (one
+    process writes a given checkpoint at a time: rank 0 only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(glob_escape(path.name) + ".*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -99,11 +108,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # pickle, zip, EOF, ...: a damaged or hostile file fails in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(ckpt, dict) or "family" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a VAE-GAN checkpoint (no family/model entries)")
+    if not isinstance(ckpt["family"], str) or not isinstance(ckpt["model"], dict):
+        raise CheckpointError(f"{path} is not a VAE-GAN checkpoint (malformed family/model entries)")
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"{path} is not a VAE-GAN checkpoint (no model config entry)")
     if ckpt["family"] not in FAMILIES:
         raise CheckpointError(f"{path}: unknown model family {ckpt['family']!r}")
     return ckpt
@@ -116,7 +129,10 @@ def build_model(family: str, config: dict):
     unknown = set(config) - fields
     if unknown:
         raise CheckpointError(f"{family} config has unknown fields: {', '.join(sorted(unknown))}")
-    return cls(cls.Config(**config))
+    try:
+        return cls(cls.Config(**config))
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"{family} config {config} does not build a model ({exc})") from None
 
 
 def _widen(state: dict, reference: dict) -> dict:
@@ -134,10 +150,14 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
     try:
         model.load_state_dict(_widen(ckpt["model"], model.state_dict()))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the {family} config ({first})") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")  # the first differing key
+        raise CheckpointError(f"{path}: weights do not fit the {family} config ({detail})") from None
     if verify and "model_id" in ckpt:
-        stored = bytes(ckpt["model_id"])
+        try:
+            stored = bytes(ckpt["model_id"])
+        except (TypeError, ValueError, RuntimeError):
+            raise CheckpointError(f"{path}: malformed model identity entry") from None
         actual = model_id(model.state_dict())
         if stored != actual:
             raise CheckpointError(

@@ -3,6 +3,10 @@
 ``compress_image`` pads nothing itself (the model does) and writes every byte through
 ``common.bitstream``; ``decompress_bytes`` checks that the file was written by the model at hand
 before decoding anything, and finds the shipped checkpoint from the header when no model is given.
+
+Both refuse images whose padded size exceeds a pixel limit (``max_pixels``, else $VAEGAN_MAX_PIXELS,
+else 64 MP), so a hostile file cannot make the decoder allocate more than that: the declared size is
+checked before any model is loaded or any stream decoded.
 """
 
 from __future__ import annotations
@@ -11,15 +15,22 @@ import numpy as np
 import torch
 
 from common import zoo
-from common.bitstream import pack, read_header, unpack
+from common.bitstream import pack, padded_pixels, pixel_limit, read_header, unpack
 from common.checkpoint import load_model
 from common.datasets import to_tensor, to_uint8
-from common.errors import CorruptFileError, ModelMismatchError
+from common.errors import CorruptFileError, ImageError, ModelMismatchError
 from common.registry import family_code, family_name
 
 
-def compress_image(model, image: np.ndarray) -> bytes:
+def compress_image(model, image: np.ndarray, max_pixels: int | None = None) -> bytes:
     """uint8 (H, W, 3) -> the bytes of a complete compressed file."""
+    size = tuple(image.shape[:2])
+    limit = pixel_limit(max_pixels)
+    if padded_pixels(size, model.pad_multiple) > limit:
+        raise ImageError(
+            f"image of {size[0]}x{size[1]} pixels is over the limit of {limit} pixels once padded "
+            f"to a multiple of {model.pad_multiple} (raise it with max_pixels or $VAEGAN_MAX_PIXELS)"
+        )
     x = to_tensor(image).to(next(model.parameters()).device)
     with torch.no_grad():
         compressed = model.compress(x)
@@ -53,14 +64,33 @@ def model_for(data: bytes, model=None):
     return model
 
 
-def decompress_bytes(data: bytes, model=None) -> np.ndarray:
-    """Bytes of a compressed file -> uint8 (H, W, 3). Raises the project's errors, nothing else."""
+def _check_declared_size(size: tuple[int, int], multiple: int, limit: int) -> None:
+    if padded_pixels(size, multiple) > limit:
+        raise CorruptFileError(
+            f"file declares an image of {size[0]}x{size[1]} pixels, over the decoding limit of {limit} "
+            f"pixels once padded to a multiple of {multiple} (raise it with max_pixels or "
+            "$VAEGAN_MAX_PIXELS if the file is trusted)"
+        )
+
+
+def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> np.ndarray:
+    """Bytes of a compressed file -> uint8 (H, W, 3). Raises the project's errors, nothing else.
+
+    The declared size is checked against ``max_pixels`` (see :func:`common.bitstream.pixel_limit`)
+    before a model is loaded or a stream decoded.
+    """
+    limit = pixel_limit(max_pixels)
+    _check_declared_size(read_header(data).size, 1, limit)
     model = model_for(data, model)
+    _check_declared_size(read_header(data).size, model.pad_multiple, limit)
     _, compressed = unpack(data)
     try:
         x_hat = model.decompress(compressed)
-    except (ValueError, RuntimeError, IndexError) as exc:
-        raise CorruptFileError(f"file is damaged: its streams do not decode ({exc})") from None
+    except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"file is damaged: its streams do not decode ({first})") from None
     if tuple(x_hat.shape[-2:]) != tuple(compressed.size):
         raise CorruptFileError("file is damaged: decoded size differs from the declared size")
+    if not torch.isfinite(x_hat).all():
+        raise CorruptFileError("file is damaged: its latents decode to non-finite pixels")
     return to_uint8(x_hat)

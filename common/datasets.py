@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.bitstream import pixel_limit
 from common.errors import DataError, ImageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
-MAX_IMAGE_PIXELS = 1 << 28
 
 # Folder layout the download scripts create under --data_dir.
 KNOWN_SETS = {
@@ -27,8 +27,14 @@ KNOWN_SETS = {
 }
 
 
-def load_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, list[str]]:
-    """Read an image as uint8 RGB (H, W, 3) plus notes on any conversion that was made."""
+def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read an image as uint8 RGB (H, W, 3) plus notes on any conversion that was made.
+
+    Images over ``max_pixels`` (default: $VAEGAN_MAX_PIXELS, else 64 MP) are refused from their
+    header, before their pixels are decoded (decompression bombs). Animated images give their first
+    frame, with a note saying so.
+    """
+    max_pixels = pixel_limit(max_pixels)
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image not found: {path}")
@@ -64,6 +70,10 @@ def _to_rgb8(img: Image.Image, notes: list[str]) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(a).all():
+            finite = a[np.isfinite(a)]
+            notes.append("non-finite pixel values replaced")
+            a = np.nan_to_num(a, nan=0.0, posinf=finite.max(initial=0.0), neginf=finite.min(initial=0.0))
         if mode == "F":
             lo, hi = (0.0, 1.0) if a.min() >= 0 and a.max() <= 1 else (a.min(), a.max())
         else:

@@ -1,13 +1,15 @@
 """Entropy models and the only import of ``constriction``.
 
-Two priors, one coding path:
+Three priors, one coding path:
 
 * :class:`EntropyBottleneck` -- a factorized prior: one learned univariate CDF per channel
   (Ballé et al. 2018, appendix 6.1). Used for hyper-latents and top levels.
 * :class:`GaussianConditional` -- a mean-scale Gaussian whose scales are snapped to a fixed table
   (Minnen et al. 2018). Used for latents whose parameters a hyper-decoder predicts.
+* :class:`CategoricalPrior` -- learned categorical distributions over discrete indices, one per
+  context (a table row per context). Used for vector-quantizer indices.
 
-In training both return likelihoods of ``y + U(-1/2, 1/2)``, whose negative log2 is the rate in
+In training the first two return likelihoods of ``y + U(-1/2, 1/2)``, whose negative log2 is the rate in
 bits (and, because the uniform posterior has unit density, the KL term of the ELBO). For coding,
 ``update()`` turns each prior into integer probability tables stored as buffers, so encoder and
 decoder share exactly the same tables whatever device computed them. Only integer symbols and
@@ -130,7 +132,13 @@ def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: TableSet) -
 
 
 def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.ndarray:
-    """Inverse of :func:`encode_symbols`; ``indexes`` must equal the encoder's."""
+    """Inverse of :func:`encode_symbols`; ``indexes`` must equal the encoder's.
+
+    Damage surfaces as :class:`CorruptFileError`. constriction signals data that no symbol of the
+    model can produce with an ``AssertionError`` (caught here); a stream that ends early is padded
+    with zero words by constriction and decodes to symbols, so its damage is caught by the file's
+    checksum, not here.
+    """
     if len(data) % 4:
         raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
     indexes = np.asarray(indexes, dtype=np.int64).ravel()
@@ -157,8 +165,9 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.nda
             high = decoder.decode(uniform, slots.size).astype(np.int64)
             zigzag = high * ESCAPE_CHUNK + low
             out_sorted[slots] = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
-    except (RuntimeError, ValueError) as exc:  # constriction reports bad input this way
-        raise CorruptFileError(f"entropy-coded stream is damaged ({exc})") from None
+    except (AssertionError, RuntimeError, ValueError, OverflowError) as exc:  # constriction's errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"entropy-coded stream is damaged ({first})") from None
     out = np.empty_like(out_sorted)
     out[order] = out_sorted
     return out
@@ -354,3 +363,77 @@ class GaussianConditional(nn.Module):
         symbols = decode_symbols(data, self.scale_indexes(scales), self.tables)
         means = means.detach().double().cpu()
         return torch.from_numpy(symbols.reshape(means.shape)).double() + means
+
+
+# --------------------------------------------------------------------------------------------------
+# Categorical prior over discrete indices
+
+
+class CategoricalPrior(nn.Module):
+    """A learned categorical distribution over ``num_symbols`` indices, one per context.
+
+    ``logits[c] = logit_scale * (base + delta[c])``: a shared marginal plus a per-context correction,
+    so a context seen rarely falls back to the marginal. Adam moves each raw parameter by about
+    ``lr`` per step, so ``logit_scale`` lets the table learn at a useful speed at a network's
+    learning rate; the gradient is passed through unscaled, so the prior does not dominate the
+    global gradient-norm clipping of the loop. Contexts must be known to the decoder before it decodes a symbol (e.g. the index
+    chosen by the previous residual-VQ stage at the same position), so a whole stage decodes at once.
+
+    In training, the likelihood of each (detached) symbol is its probability: ``-log2`` of it is the
+    real cross-entropy in bits, and minimising the rate fits the prior. ``update()`` snaps every
+    context's distribution to an integer table row (row = context), shared by coder and decoder.
+    """
+
+    def __init__(self, num_symbols: int, num_contexts: int = 1, logit_scale: float = 100.0):
+        super().__init__()
+        self.num_symbols = num_symbols
+        self.num_contexts = num_contexts
+        self.logit_scale = logit_scale
+        self.base = nn.Parameter(torch.zeros(num_symbols))
+        self.delta = nn.Parameter(torch.zeros(num_contexts, num_symbols))
+        self.tables = TableSet()
+
+    def log_probs(self) -> torch.Tensor:
+        """(num_contexts, num_symbols) natural-log probabilities."""
+        raw = self.base + self.delta
+        logits = raw + ((self.logit_scale - 1) * raw).detach()  # value scale * raw, gradient that of raw
+        return F.log_softmax(logits, dim=-1)
+
+    def _contexts(self, symbols: torch.Tensor, contexts: torch.Tensor | None) -> torch.Tensor:
+        if contexts is None:
+            return torch.zeros_like(symbols)
+        if contexts.shape != symbols.shape:
+            raise ValueError(f"contexts {tuple(contexts.shape)} must match symbols {tuple(symbols.shape)}")
+        return contexts
+
+    def forward(self, symbols: torch.Tensor, contexts: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood of each symbol (same shape as ``symbols``); gradients reach only the prior."""
+        symbols = symbols.detach().long()
+        contexts = self._contexts(symbols, contexts).detach().long()
+        log_p = self.log_probs()[contexts.reshape(-1), symbols.reshape(-1)].view(symbols.shape)
+        return lower_bound(log_p.exp(), LIKELIHOOD_BOUND)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        logits = self.logit_scale * (self.base.detach().double().cpu() + self.delta.detach().double().cpu())
+        probs = torch.softmax(logits, dim=-1).numpy()
+        self.tables.set([quantize_pmf(p, 0.0) for p in probs], [0] * self.num_contexts)
+
+    def compress(self, symbols: torch.Tensor, contexts: torch.Tensor | None = None) -> bytes:
+        symbols = symbols.detach().cpu().long()
+        if symbols.numel() and (symbols.min() < 0 or symbols.max() >= self.num_symbols):
+            raise ValueError(f"symbols must lie in [0, {self.num_symbols})")
+        contexts = self._contexts(symbols, None if contexts is None else contexts.detach().cpu().long())
+        return encode_symbols(symbols.numpy(), contexts.numpy(), self.tables)
+
+    def decompress(
+        self, data: bytes, shape: tuple[int, ...], contexts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Inverse of :meth:`compress`: ``contexts`` must equal the encoder's."""
+        ctx = torch.zeros(shape, dtype=torch.int64) if contexts is None else contexts.cpu().long()
+        if tuple(ctx.shape) != tuple(shape):
+            raise ValueError(f"contexts {tuple(ctx.shape)} must have shape {tuple(shape)}")
+        symbols = decode_symbols(data, ctx.numpy(), self.tables)
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= self.num_symbols):
+            raise CorruptFileError("entropy-coded stream decodes to an index outside the codebook")
+        return torch.from_numpy(symbols.reshape(shape))

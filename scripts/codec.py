@@ -60,6 +60,14 @@ def main(argv=None) -> int:
         p.add_argument("output", type=Path)
         p.add_argument("--model_path", "--model-path", dest="model_path", default=None)
         p.add_argument("--quiet", action="store_true")
+        p.add_argument(
+            "--max_pixels",
+            "--max-pixels",
+            dest="max_pixels",
+            type=int,
+            default=None,
+            help="refuse larger images (padded size); default $VAEGAN_MAX_PIXELS or 64 megapixels",
+        )
     c.add_argument(
         "--family",
         choices=list(FAMILIES),
@@ -87,15 +95,15 @@ def main(argv=None) -> int:
         try:
             t0 = time.perf_counter()
             if args.mode == "compress":
-                image, notes = load_image(src)
-                data = compress_image(model, image)
+                image, notes = load_image(src, max_pixels=args.max_pixels)
+                data = compress_image(model, image, max_pixels=args.max_pixels)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(data)
                 h, w = image.shape[:2]
                 msg = f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
                 msg += "".join(f" [{n}]" for n in notes)
             else:
-                image = decompress_bytes(_read_bytes(src), model)
+                image = decompress_bytes(_read_bytes(src), model, max_pixels=args.max_pixels)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(image).save(dst)
                 msg = f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}"

@@ -1,0 +1,181 @@
+"""Hostile and unusual input images: each one loads (with a note) or fails with a clear ImageError."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.checkpoint import load_model
+from common.codec import compress_image, decompress_bytes
+from common.datasets import load_image
+from common.errors import ImageError
+from tests.conftest import ROOT, random_image
+
+
+@pytest.fixture(scope="module")
+def model(tiny_beta_path):
+    return load_model(tiny_beta_path)
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (RGB, 8 bits) with almost no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_refused_from_the_header(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(100_000, 100_000))  # 10 gigapixels declared, 100 bytes on disk
+    with pytest.raises(ImageError, match="larger than the limit of 67108864 pixels"):
+        load_image(path)
+    Image.new("RGB", (100, 100)).save(tmp_path / "small.png")
+    with pytest.raises(ImageError, match="limit of 5000 pixels"):
+        load_image(tmp_path / "small.png", max_pixels=5000)
+    monkeypatch.setenv("VAEGAN_MAX_PIXELS", "5000")
+    with pytest.raises(ImageError, match="limit of 5000 pixels"):
+        load_image(tmp_path / "small.png")
+    assert load_image(tmp_path / "small.png", max_pixels=10_000)[0].shape == (100, 100, 3)
+
+
+def test_zero_size_image_is_refused(tmp_path):
+    path = tmp_path / "zero.png"
+    path.write_bytes(_png_header_only(0, 10))
+    with pytest.raises(ImageError, match="zero.png"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5000), (5000, 1), (2, 700)])
+def test_tiny_and_extreme_aspect_ratio_images_round_trip(model, tmp_path, rng, size):
+    h, w = size
+    Image.fromarray(random_image(rng, h, w)).save(tmp_path / "x.png")
+    image, _ = load_image(tmp_path / "x.png")
+    assert image.shape == (h, w, 3)
+    out = decompress_bytes(compress_image(model, image), model)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+
+
+def test_images_over_the_limit_once_padded_are_refused_by_the_encoder(model, rng):
+    with pytest.raises(ImageError, match="padded"):
+        compress_image(model, random_image(rng, 1, 5000), max_pixels=64 * 5000 - 1)
+
+
+def test_sixteen_bit_and_float_tiff(tmp_path):
+    deep = (np.arange(600, dtype=np.uint16).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "d.tif")
+    out, notes = load_image(tmp_path / "d.tif")
+    assert out.shape == (20, 30, 3) and out.max() > 200 and any("8 bits" in n for n in notes)
+    ramp = np.linspace(0, 1, 600, dtype=np.float32).reshape(20, 30)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    out, notes = load_image(tmp_path / "f.tif")
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255 and any("F image" in n for n in notes)
+    ramp[0, :3] = [np.nan, np.inf, -np.inf]
+    Image.fromarray(ramp).save(tmp_path / "nan.tif")
+    out, notes = load_image(tmp_path / "nan.tif")
+    assert out.shape == (20, 30, 3) and any("non-finite" in n for n in notes)
+
+
+def test_cmyk_jpeg(tmp_path, rng):
+    Image.fromarray(random_image(rng, 20, 30)).convert("CMYK").save(tmp_path / "c.jpg")
+    out, notes = load_image(tmp_path / "c.jpg")
+    assert out.shape == (20, 30, 3) and any("CMYK" in n for n in notes)
+
+
+@pytest.mark.parametrize("ext", ["gif", "webp"])
+def test_animated_images_give_their_first_frame_and_say_so(tmp_path, ext):
+    frames = [Image.new("RGB", (30, 20), c) for c in ("red", "lime", "blue")]
+    path = tmp_path / f"anim.{ext}"
+    try:
+        frames[0].save(path, save_all=True, append_images=frames[1:], lossless=True)
+    except (OSError, KeyError, ValueError):
+        pytest.skip(f"this Pillow cannot write animated {ext}")
+    out, notes = load_image(path)
+    assert out.shape == (20, 30, 3)
+    assert out[..., 0].mean() > 200 and out[..., 2].mean() < 50  # red: the first frame
+    assert any("3 frames: only the first is used" in n for n in notes)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files_are_image_errors(tmp_path, rng, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(random_image(rng, 40, 60)).save(buf, fmt)
+    data = buf.getvalue()
+    for cut in (len(data) // 2, len(data) - 30, 20):
+        path = tmp_path / f"cut{cut}.{fmt.lower()}"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ImageError, match=path.name):
+            load_image(path)
+
+
+def test_folder_and_missing_path(tmp_path):
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ImageError, match="got a folder"):
+        load_image(tmp_path / "dir.png")
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_folder_run_reports_each_bad_file_and_carries_on(tiny_beta_path, tmp_path, rng):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(random_image(rng, 30, 40)).save(folder / "good.png")
+    Image.fromarray(random_image(rng, 1, 300)).save(folder / "line.png")
+    (folder / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    (folder / "zero.png").write_bytes(_png_header_only(0, 10))
+    buf = io.BytesIO()
+    Image.fromarray(random_image(rng, 40, 60)).save(buf, "JPEG")
+    (folder / "cut.jpg").write_bytes(buf.getvalue()[:200])
+    (folder / "dir.png").mkdir()
+    env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
+    run = [sys.executable, str(ROOT / "scripts" / "codec.py")]
+    r = subprocess.run(
+        [*run, "compress", folder, tmp_path / "out", "--model_path", tiny_beta_path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    for bad in ("bomb.png", "zero.png", "cut.jpg", "dir.png"):
+        assert f"{bad}:" in r.stderr, (bad, r.stderr)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.vgan", "line.vgan"]
+    (tmp_path / "out" / "junk.vgan").write_bytes(b"VGAN\x01junk")
+    r = subprocess.run(
+        [*run, "decompress", tmp_path / "out", tmp_path / "back", "--model_path", tiny_beta_path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1 and "junk.vgan" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["good.png", "line.png"]
+
+
+def test_evaluation_skips_bad_images_and_carries_on(model, tmp_path, rng):
+    from common.evaluation import evaluate_checkpoint
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.fromarray(random_image(rng, 32, 48)).save(folder / "good.png")
+    (folder / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    summary, rows = evaluate_checkpoint(
+        model, sorted(folder.iterdir()), tmp_path / "eval", save_recon=False, progress=False
+    )
+    assert [r["image"] for r in rows] == ["good.png"] and summary["bpp"] > 0

@@ -55,8 +55,17 @@ class ConditionalPatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.features(x, cond)[-1]
+
+    def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Activations after each LeakyReLU of the trunk, then the logits (last): for feature matching."""
         c = self.cond(cond)[..., : x.shape[-2], : x.shape[-1]]
-        return self.net(torch.cat([x * 2 - 1, c], dim=1))
+        h, out = torch.cat([x * 2 - 1, c], dim=1), []
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(h)
+        return out + [h]
 
 
 class BetaVAEGAN(CompressionModel):

@@ -4,6 +4,8 @@ Loss (per image, rates in bits per pixel)::
 
     L_G = lambda_d * D(x, x_hat) + beta * sum_k w_k R_k + lambda_adv * L_adv + lambda_perc * L_perc + extra
     D   = 255^2 * MSE   (or 1 - MS-SSIM)        R_k = -log2 p(y_k~) / pixels
+    L_perc = LPIPS-alex(x_hat, x), or without its ImageNet weights (``--perceptual auto``) the
+             discriminator feature-matching L1 of pix2pixHD/HiFiC, active while the discriminator trains
 
 With the default ``lambda_d = 0.0067``, ``beta = 1`` is CompressAI's quality-3 trade-off; larger
 beta means fewer bits. The generator step and the discriminator step are two visible blocks; the
@@ -48,6 +50,7 @@ class TrainConfig:
     distortion: str = "mse"
     distortion_weight: float | None = None
     lambda_perceptual: float = 0.0
+    perceptual: str = "auto"  # lpips | feature_matching | auto (LPIPS when its weights are present)
     batch_size: int = 16
     epochs: int = 100
     max_steps: int | None = None
@@ -94,6 +97,31 @@ def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
 
 def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def adaptive_weight(
+    nll_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4
+) -> torch.Tensor:
+    """VQGAN's adversarial weight (Esser et al. 2021, eq. 7): |grad nll| / (|grad g| + 1e-4) at ``last_layer``.
+
+    Both gradients are taken at the decoder's last layer, so the adversarial term starts at the
+    scale of the reconstruction term whatever their magnitudes; the weight itself is a constant.
+    """
+    nll_grad = torch.autograd.grad(nll_loss, last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
+
+
+PERCEPTUAL_CHOICES = ("auto", "lpips", "feature_matching")
+
+
+def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the L1 distance between discriminator activations of x and x_hat.
+
+    The perceptual term of pix2pixHD (Wang et al. 2018), used by HiFiC-style training when no
+    ImageNet network is available. ``real`` are targets: no gradient flows into them.
+    """
+    return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,21 +222,53 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val = float("inf")
         self.nonfinite = 0
-        self.perceptual = None
-        if cfg.lambda_perceptual > 0:
-            from common.metrics import load_lpips
-
-            self.perceptual = load_lpips(self.device, on_missing="warn")
+        self.perceptual, self.perceptual_backend = self._perceptual_backend()
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             self._init_from(Path(cfg.init_from))
 
+    def _perceptual_backend(self) -> tuple[torch.nn.Module | None, str]:
+        """(LPIPS network or None, backend): "none", "lpips-alex" or "disc-feature-matching".
+
+        ``auto`` takes LPIPS when torchvision's AlexNet weights are in the hub cache, else says so
+        once and falls back to feature matching on the discriminator, which needs no ImageNet weights.
+        """
+        cfg = self.cfg
+        if cfg.perceptual not in PERCEPTUAL_CHOICES:
+            raise VAEGANError(
+                f"--perceptual must be one of {', '.join(PERCEPTUAL_CHOICES)}, got {cfg.perceptual!r}"
+            )
+        if cfg.lambda_perceptual <= 0:
+            return None, "none"
+        if cfg.perceptual in ("lpips", "auto"):
+            from common.metrics import MetricError, load_lpips
+
+            try:
+                return load_lpips(self.device, net="alex", on_missing="raise"), "lpips-alex"
+            except MetricError as exc:
+                if cfg.perceptual == "lpips":
+                    raise
+                print(
+                    f"perceptual loss: LPIPS unavailable, using discriminator feature matching instead ({exc})"
+                )
+        if cfg.lambda_adv <= 0:
+            raise VAEGANError(
+                "discriminator feature matching needs a trained discriminator: set --lambda_adv > 0, "
+                "or provide the LPIPS weights, or set --lambda_perceptual 0"
+            )
+        if not callable(getattr(self.disc, "features", None)):
+            raise VAEGANError(
+                f"the {self.model.family} discriminator has no features(x, cond) method, "
+                "which feature matching needs; use --perceptual lpips"
+            )
+        return None, "disc-feature-matching"
+
     # ---- checkpoints --------------------------------------------------------------------------
 
     def _state(self) -> dict:
         return model_state(self.model) | {
-            "train_config": asdict(self.cfg),
+            "train_config": asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend},
             "disc": self.disc.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -256,6 +316,9 @@ class Trainer:
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.best_val = float(ckpt["best_val"])
+        before = ckpt.get("train_config", {}).get("perceptual_backend", self.perceptual_backend)
+        if before != self.perceptual_backend:
+            print(f"note: perceptual loss was {before} before this resume, now {self.perceptual_backend}")
         torch.set_rng_state(ckpt["rng_torch"])
         if torch.cuda.is_available() and ckpt.get("rng_cuda"):
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
@@ -287,19 +350,39 @@ class Trainer:
         for name, term in out.extra_losses.items():
             loss = loss + term
             logs[name] = float(term.detach())
-        if self.perceptual is not None:
-            perc = self.perceptual(out.x_hat * 2 - 1, x * 2 - 1).mean()
+        fake_features = None
+        if adversarial:
+            if self.perceptual_backend == "disc-feature-matching":
+                fake_features = self.disc.features(out.x_hat, out.cond)
+                fake_logits = fake_features[-1]
+            else:
+                fake_logits = self.disc(out.x_hat, out.cond)
+            g_adv = -fake_logits.mean()
+            weight = 1.0
+            if getattr(self.model.config, "adaptive_weight", False):  # the model asks for VQGAN's balance
+                weight = adaptive_weight(loss, g_adv, self.model.last_layer_weight())
+                logs["adv_weight"] = float(weight)
+            loss = loss + self.cfg.lambda_adv * weight * g_adv
+            logs["g_adv"] = float(g_adv.detach())
+        perc = self.perceptual_loss(x, out, fake_features)
+        if perc is not None:
             loss = loss + self.cfg.lambda_perceptual * perc
             logs["perceptual"] = float(perc.detach())
-        if adversarial:
-            g_adv = -self.disc(out.x_hat, out.cond).mean()
-            loss = loss + self.cfg.lambda_adv * g_adv
-            logs["g_adv"] = float(g_adv.detach())
         with torch.no_grad():
             mse = F.mse_loss(out.x_hat.clamp(0, 1), x)
             logs["psnr"] = float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
         logs["loss"] = float(loss.detach())
         return loss, logs
+
+    def perceptual_loss(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
+        """LPIPS(x_hat, x); or, while the discriminator trains, L1 between its features of x and x_hat; or None."""
+        if self.perceptual_backend == "lpips-alex":
+            return self.perceptual(out.x_hat * 2 - 1, x * 2 - 1).mean()
+        if self.perceptual_backend == "disc-feature-matching" and fake_features is not None:
+            with torch.no_grad():
+                real_features = self.disc.features(x, out.cond)
+            return feature_matching_loss(real_features[:-1], fake_features[:-1])
+        return None
 
     def train_step(self, x: torch.Tensor) -> dict | None:
         cfg = self.cfg
@@ -332,7 +415,7 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            logs["d_loss"] = float(d_loss)
+            logs["d_loss"] = float(d_loss.detach())
         logs["lr"] = lr
         return logs
 
@@ -487,21 +570,35 @@ def _main_thread() -> bool:
 
 
 class _CsvLog:
+    """Append-only CSV whose header grows when a later row brings new columns (e.g. after --disc_start)."""
+
     def __init__(self, path: Path):
         self.path = path
-        self.fields: list[str] | None = None
+        self.fields: list[str] = []
         if path.exists():
-            with open(path) as f:
-                header = f.readline().strip()
-            self.fields = header.split(",") if header else None
+            with open(path, newline="") as f:
+                self.fields = next(csv.reader(f), [])
+            with open(path, "rb+") as f:  # a run killed mid-row: end that row before appending
+                size = f.seek(0, os.SEEK_END)
+                if size:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
 
     def write(self, row: dict) -> None:
-        if self.fields is None:
-            self.fields = list(row)
+        new = [k for k in row if k not in self.fields]
+        if new:
+            rows = []
+            if self.path.exists() and self.fields:
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            self.fields += new
             with open(self.path, "w", newline="") as f:
-                csv.DictWriter(f, self.fields).writeheader()
+                writer = csv.DictWriter(f, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.fields).writerow(row)
 
 
 class _NullWriter:

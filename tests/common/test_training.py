@@ -116,3 +116,17 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
     assert lr_at(10, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
     assert lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_csv_log_keeps_columns_that_appear_later(tmp_path):
+    from common.training import _CsvLog
+
+    log = _CsvLog(tmp_path / "t.csv")
+    log.write({"step": 1, "loss": 2.0})
+    log.write({"step": 2, "loss": 1.5, "d_loss": 0.7})
+    reopened = _CsvLog(tmp_path / "t.csv")
+    reopened.write({"step": 3, "loss": 1.0, "d_loss": 0.6})
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["d_loss"] for r in rows] == ["", "0.7", "0.6"]
+    assert [r["step"] for r in rows] == ["1", "2", "3"]

@@ -1,0 +1,52 @@
+"""Compare two rate-distortion curves (CompressAI-schema JSONs) at equal bpp over a range.
+
+    python scripts/rd_gap.py results/kodak/beta_vae_gan.json results/kodak/jpeg420.json \
+        --metric psnr-rgb --range 0.1 0.5
+
+Prints the smallest and largest difference (first minus second) over the overlap of both curves
+with the range, with linear interpolation in bpp and no extrapolation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.errors import VAEGANError
+from common.rd import gap_over_range
+from common.training import run_cli
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VAEGANError(f"cannot read results file {path}: {exc}") from None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--metric", default="psnr-rgb")
+    parser.add_argument("--range", nargs=2, type=float, default=(0.1, 0.5), metavar=("LO", "HI"))
+    args = parser.parse_args(argv)
+    a, b = _load(args.first), _load(args.second)
+    gap = gap_over_range(a, b, args.metric, *args.range)
+    if gap["overlap"] is None:
+        print(f"{a['name']} and {b['name']} do not overlap within {args.range[0]}-{args.range[1]} bpp")
+        return 1
+    lo, hi = gap["overlap"]
+    print(
+        f"{args.metric}: {a['name']} minus {b['name']} over {lo:.3f}-{hi:.3f} bpp: "
+        f"min {gap['min_gap']:+.3f} (at {gap['min_gap_at_bpp']:.3f} bpp), max {gap['max_gap']:+.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

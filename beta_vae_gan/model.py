@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from common.bitstream import Compressed
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
-from common.layers import GDN, conv, deconv, pad_to_multiple
+from common.layers import GDN, PatchTrunk, conv, deconv, pad_to_multiple
 
 
 @dataclass
@@ -46,13 +45,7 @@ class ConditionalPatchDiscriminator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Upsample(scale_factor=upsample, mode="nearest"),
         )
-        c = channels
-        layers, in_ch = [], 3 + 12
-        for out_ch, stride in ((c, 2), (2 * c, 2), (4 * c, 2), (8 * c, 1)):
-            layers += [spectral_norm(nn.Conv2d(in_ch, out_ch, 4, stride, padding=1)), nn.LeakyReLU(0.2)]
-            in_ch = out_ch
-        layers.append(nn.Conv2d(in_ch, 1, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = PatchTrunk(3 + 12, channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         return self.features(x, cond)[-1]
@@ -60,12 +53,7 @@ class ConditionalPatchDiscriminator(nn.Module):
     def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Activations after each LeakyReLU of the trunk, then the logits (last): for feature matching."""
         c = self.cond(cond)[..., : x.shape[-2], : x.shape[-1]]
-        h, out = torch.cat([x * 2 - 1, c], dim=1), []
-        for layer in self.net:
-            h = layer(h)
-            if isinstance(layer, nn.LeakyReLU):
-                out.append(h)
-        return out + [h]
+        return self.net.features(torch.cat([x * 2 - 1, c], dim=1))
 
 
 class BetaVAEGAN(CompressionModel):

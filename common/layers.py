@@ -100,3 +100,29 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if ph == 0 and pw == 0:
         return x
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+class PatchTrunk(nn.Sequential):
+    """PatchGAN trunk (Isola et al. 2017): spectral-normalised 4x4 convolutions, then per-patch logits.
+
+    Shared by every family's discriminator; ``features`` returns the activation after each
+    LeakyReLU and, last, the logits, which is what feature matching needs.
+    """
+
+    def __init__(self, in_ch: int, channels: int = 64):
+        from torch.nn.utils.parametrizations import spectral_norm
+
+        layers, c = [], channels
+        for out_ch, stride in ((c, 2), (2 * c, 2), (4 * c, 2), (8 * c, 1)):
+            layers += [spectral_norm(nn.Conv2d(in_ch, out_ch, 4, stride, padding=1)), nn.LeakyReLU(0.2)]
+            in_ch = out_ch
+        layers.append(nn.Conv2d(in_ch, 1, 1))
+        super().__init__(*layers)
+
+    def features(self, h: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for layer in self:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(h)
+        return out + [h]

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from common.bitstream import MAX_STREAMS, Compressed
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import CategoricalPrior
 from common.errors import VAEGANError
-from common.layers import ResidualBlock, conv, deconv, pad_to_multiple
+from common.layers import PatchTrunk, ResidualBlock, conv, deconv, pad_to_multiple
 from vq_vae_gan.quantizer import ResidualVQ
 
 
@@ -54,25 +53,14 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, channels: int = 64):
         super().__init__()
-        c = channels
-        layers, in_ch = [], 3
-        for out_ch, stride in ((c, 2), (2 * c, 2), (4 * c, 2), (8 * c, 1)):
-            layers += [spectral_norm(nn.Conv2d(in_ch, out_ch, 4, stride, padding=1)), nn.LeakyReLU(0.2)]
-            in_ch = out_ch
-        layers.append(nn.Conv2d(in_ch, 1, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = PatchTrunk(3, channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         return self.features(x, cond)[-1]
 
     def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Activations after each LeakyReLU, then the logits (last): for feature matching."""
-        h, out = x * 2 - 1, []
-        for layer in self.net:
-            h = layer(h)
-            if isinstance(layer, nn.LeakyReLU):
-                out.append(h)
-        return out + [h]
+        return self.net.features(x * 2 - 1)
 
 
 def _check(config: VQVAEGANConfig) -> None:

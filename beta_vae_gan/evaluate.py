@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import run_cli  # noqa: E402
 from common.evaluation import evaluate_main  # noqa: E402
-from common.training import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

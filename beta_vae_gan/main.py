@@ -10,7 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from beta_vae_gan.model import BetaVAEGAN  # noqa: E402
-from common.training import run_cli, train  # noqa: E402
+from common.cli import run_cli  # noqa: E402
+from common.training import train  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.checkpoint import atomic_save, model_state, read_checkpoint
+from common.cli import run_cli  # noqa: F401 - re-exported for older imports
 from common.datasets import CropDataset, EpochBatches, resolve_set
 from common.errors import CheckpointError, VAEGANError
 
@@ -170,18 +171,6 @@ def split_args(args: argparse.Namespace, model_config_cls) -> tuple[object, Trai
     model_cfg = model_config_cls(**{k: v for k, v in values.items() if k in model_fields})
     train_cfg = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
     return model_cfg, train_cfg
-
-
-def run_cli(main, argv=None) -> int:
-    """Run a command-line entry point: project errors become one line on stderr and exit code 2."""
-    try:
-        return main(argv) or 0
-    except VAEGANError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 # --------------------------------------------------------------------------------------------------

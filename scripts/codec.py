@@ -21,11 +21,11 @@ from PIL import Image  # noqa: E402
 
 from common import zoo  # noqa: E402
 from common.checkpoint import load_model  # noqa: E402
+from common.cli import run_cli  # noqa: E402
 from common.codec import compress_image, decompress_bytes  # noqa: E402
 from common.datasets import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.registry import FAMILIES  # noqa: E402
-from common.training import run_cli  # noqa: E402
 
 SUFFIX = ".vgan"
 

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
+from common.cli import run_cli
 from common.download import Dataset, RemoteFile, add_cli_arguments, fetch
 from common.download_manifest import BSDS500_SHA256, BSDS500_URL_PREFIX
-from common.errors import VAEGANError
 
 SPLITS = ("train", "val", "test")
 
@@ -39,17 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         help="which splits to fetch (default: all three)",
     )
     args = parser.parse_args(argv)
-    try:
-        paths = fetch(bsds500_dataset(args.splits), Path(args.data_dir), args.mirror)
-    except VAEGANError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    paths = fetch(bsds500_dataset(args.splits), Path(args.data_dir), args.mirror)
     print(f"bsds500: {len(paths)} images verified in {Path(args.data_dir) / 'bsds500'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, interrupted="interrupted; run the same command again to resume"))

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
+from common.cli import run_cli
 from common.download import Dataset, RemoteFile, add_cli_arguments, fetch
 from common.download_manifest import (
     CLIC2020_ARCHIVES,
@@ -21,7 +22,6 @@ from common.download_manifest import (
     CLIC_SHA256,
     CLIC_URL_PREFIX,
 )
-from common.errors import VAEGANError
 
 FULL_ARCHIVE = "professional_valid_2020.zip"
 FULL_FOLDER = "clic2020_valid"
@@ -56,16 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     folder = Path(args.data_dir) / (FULL_FOLDER if args.full else "clic")
-    try:
-        paths = fetch(
-            clic_dataset(args.full), Path(args.data_dir), args.mirror, keep_archives=args.keep_archive
-        )
-    except VAEGANError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    paths = fetch(clic_dataset(args.full), Path(args.data_dir), args.mirror, keep_archives=args.keep_archive)
     if args.full:
         print(f"clic: official validation set unpacked in {folder} (use --dataset {FULL_FOLDER})")
     else:
@@ -74,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, interrupted="interrupted; run the same command again to resume"))

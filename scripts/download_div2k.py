@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
+from common.cli import run_cli
 from common.download import Dataset, RemoteFile, add_cli_arguments, fetch
 from common.download_manifest import DIV2K_ARCHIVES, DIV2K_URL_PREFIX
-from common.errors import VAEGANError
 
 
 def div2k_dataset(train: bool = False) -> Dataset:
@@ -35,17 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="also fetch the 800 training images (3.5 GB)")
     parser.add_argument("--keep_archive", action="store_true", help="keep the zip files after unpacking")
     args = parser.parse_args(argv)
-    try:
-        fetch(div2k_dataset(args.train), Path(args.data_dir), args.mirror, keep_archives=args.keep_archive)
-    except VAEGANError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    fetch(div2k_dataset(args.train), Path(args.data_dir), args.mirror, keep_archives=args.keep_archive)
     print(f"div2k: verified and unpacked in {Path(args.data_dir) / 'div2k'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, interrupted="interrupted; run the same command again to resume"))

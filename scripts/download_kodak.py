@@ -10,9 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 
+from common.cli import run_cli
 from common.download import Dataset, RemoteFile, add_cli_arguments, fetch
 from common.download_manifest import KODAK_SHA256, KODAK_URL_PREFIX
-from common.errors import DataError, VAEGANError
+from common.errors import DataError
 
 
 def kodak_dataset(only: list[str] | None = None) -> Dataset:
@@ -38,17 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", metavar="NAME", help="fetch only these images, e.g. kodim01 kodim23"
     )
     args = parser.parse_args(argv)
-    try:
-        paths = fetch(kodak_dataset(args.only), Path(args.data_dir), args.mirror)
-    except VAEGANError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    paths = fetch(kodak_dataset(args.only), Path(args.data_dir), args.mirror)
     print(f"kodak: {len(paths)} images verified in {Path(args.data_dir) / 'kodak'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, interrupted="interrupted; run the same command again to resume"))

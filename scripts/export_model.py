@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.checkpoint import build_model, export_model, read_checkpoint
-from common.training import run_cli
+from common.cli import run_cli
 
 
 def main(argv=None) -> int:

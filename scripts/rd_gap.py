@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.cli import run_cli
 from common.errors import VAEGANError
 from common.rd import gap_over_range
-from common.training import run_cli
 
 
 def _load(path: Path) -> dict:

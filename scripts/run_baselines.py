@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.baselines import CODECS, sweep  # noqa: E402
+from common.cli import run_cli  # noqa: E402
 from common.evaluation import image_files  # noqa: E402
-from common.training import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.bitstream import unpack  # noqa: E402
+from common.cli import run_cli  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.evaluation import build_parser, evaluate_main  # noqa: E402
-from common.training import run_cli  # noqa: E402
 
 FAMILY = "vq_vae_gan"
 

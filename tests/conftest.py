@@ -46,3 +46,15 @@ def random_image(rng, h: int, w: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(base).resize((w, h), Image.BILINEAR))
+
+
+def make_image_splits(root: Path, counts: dict[str, int], size: tuple[int, int], seed: int = 0) -> Path:
+    """Folders ``root/<split>/<i>.png`` of smooth random images: a tiny dataset for training tests."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(random_image(rng, *size)).save(root / split / f"{i}.png")
+    return root

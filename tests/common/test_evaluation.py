@@ -16,7 +16,7 @@ from common import metrics as M
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
 from common.training import TrainConfig, Trainer, feature_matching_loss
-from tests.conftest import TINY_BETA, random_image
+from tests.conftest import TINY_BETA, make_image_splits, random_image
 
 SHARED_DATA = Path(
     os.environ.get("VAEGAN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -172,12 +172,7 @@ def test_lpips_column_when_a_model_is_given(tiny_beta_path, shared_data, tmp_pat
 
 @pytest.fixture()
 def data_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 2), ("val", 1)):
-        (tmp_path / "data" / split).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(random_image(rng, 64, 64)).save(tmp_path / "data" / split / f"{i}.png")
-    return tmp_path / "data"
+    return make_image_splits(tmp_path / "data", {"train": 2, "val": 1}, (64, 64))
 
 
 def _cfg(data_dir, out, **kw):

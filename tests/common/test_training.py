@@ -5,24 +5,17 @@ import csv
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import load_model, read_checkpoint
 from common.errors import CheckpointError, DataError
 from common.training import TrainConfig, Trainer, lr_at
-from tests.conftest import TINY_BETA, random_image
+from tests.conftest import TINY_BETA, make_image_splits
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            Image.fromarray(random_image(rng, 80, 96)).save(root / split / f"{i}.png")
-    return root
+    return make_image_splits(tmp_path_factory.mktemp("data"), {"train": 8, "val": 2}, (80, 96))
 
 
 def _cfg(data_dir, out, **kw):

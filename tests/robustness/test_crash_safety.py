@@ -13,16 +13,14 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
 from common.training import TrainConfig, Trainer
-from tests.conftest import ROOT, random_image
+from tests.conftest import ROOT, make_image_splits
 
 ENV = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
 MAX_STEPS = 120  # long enough that a random kill lands mid-run even on a fast machine
@@ -31,13 +29,7 @@ WAIT_S = 240  # per phase; generous for a busy CI machine
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            Image.fromarray(random_image(rng, 64, 80)).save(root / split / f"{i}.png")
-    return root
+    return make_image_splits(tmp_path_factory.mktemp("data"), {"train": 8, "val": 2}, (64, 80))
 
 
 def _start(data_dir: Path, out: Path, *extra: str, max_steps: int = MAX_STEPS) -> subprocess.Popen:

@@ -2,14 +2,12 @@
 
 import csv
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from common.checkpoint import load_model
 from common.training import TrainConfig, Trainer, adaptive_weight
-from tests.conftest import random_image
+from tests.conftest import make_image_splits
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 
 TINY_VQ = {"num_embeddings": 16, "embedding_dim": 8, "channels": 8, "disc_channels": 4}
@@ -28,13 +26,7 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 4), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            Image.fromarray(random_image(rng, 72, 80)).save(root / split / f"{i}.png")
-    return root
+    return make_image_splits(tmp_path_factory.mktemp("data"), {"train": 4, "val": 2}, (72, 80))
 
 
 def test_training_logs_the_adaptive_weight_and_codebook_statistics(data_dir, tmp_path):

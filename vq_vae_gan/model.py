@@ -89,13 +89,13 @@ class VQVAEGAN(CompressionModel):
         def act():
             return nn.LeakyReLU(0.2)
 
-        down = [m for _ in range(levels) for m in (ResidualBlock(C), act(), conv(C, C))]
-        up = [m for _ in range(levels) for m in (deconv(C, C), act(), ResidualBlock(C))]
-        self.g_a = nn.Sequential(
-            nn.Conv2d(3, C, 3, padding=1), *down, ResidualBlock(C), act(), nn.Conv2d(C, D, 1)
-        )
+        # The first and last layers change resolution at once (as in Balle's transforms): residual
+        # blocks at full resolution would cost most of the compute for little gain.
+        down = [m for _ in range(levels - 1) for m in (act(), ResidualBlock(C), conv(C, C))]
+        up = [m for _ in range(levels - 1) for m in (deconv(C, C), act(), ResidualBlock(C))]
+        self.g_a = nn.Sequential(conv(3, C), *down, act(), ResidualBlock(C), nn.Conv2d(C, D, 1))
         self.g_s = nn.Sequential(
-            nn.Conv2d(D, C, 3, padding=1), ResidualBlock(C), *up, act(), nn.Conv2d(C, 3, 3, padding=1)
+            nn.Conv2d(D, C, 3, padding=1), ResidualBlock(C), *up, act(), deconv(C, 3)
         )
         self.quantizer = ResidualVQ(
             config.num_quantizers,

@@ -82,7 +82,8 @@ class SelfAttention2d(nn.Module):
 
     def __init__(self, channels: int, heads: int = 4):
         super().__init__()
-        self.norm = nn.GroupNorm(min(32, channels), channels)
+        # at least two channels per group, so a 1x1 map (a small image's coarsest level) still normalises
+        self.norm = nn.GroupNorm(min(32, max(1, channels // 2)), channels)
         self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
         self.gate = nn.Parameter(torch.zeros(1))
 

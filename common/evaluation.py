@@ -353,6 +353,7 @@ def evaluate_main(
             fid_reference=fid_reference,
         )
         summary["checkpoint"] = str(path)
+        summary["point"] = name
         points.append(summary)
         print(summary_line(path, summary))
     dataset = Path(args.dataset).name
@@ -360,7 +361,9 @@ def evaluate_main(
     if all("fid" in p for p in points):
         description += f"; FID/KID on {points[0]['num_patches']} patches of 256 px (HiFiC protocol)"
     result = compressai_json(args.name or family, description, points)
-    result["checkpoints"] = [p["checkpoint"] for p in sorted(points, key=lambda p: p["bpp"])]
+    ordered = sorted(points, key=lambda p: p["bpp"])
+    result["checkpoints"] = [p["checkpoint"] for p in ordered]
+    result["points"] = [p["point"] for p in ordered]  # output folder of each point
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{family}-{dataset}.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {out / f'{family}-{dataset}.json'}")

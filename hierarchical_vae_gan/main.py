@@ -1,0 +1,28 @@
+"""Train a hierarchical VAE-GAN: ``python main.py --output_dir ./output/hierarchical_vae_gan --data_dir ../data
+--num_hierarchies 3 --beta 1.0 --lambda_adv 0.1``.
+
+Every flag of :class:`common.training.TrainConfig` and :class:`HierarchicalVAEGANConfig` is available
+(e.g. ``--level_betas 1,1,2``, finest level first); see ``--help``. The rate of each level is logged
+as ``bpp_l<k>`` (l0 = 1/16). The loop itself lives in ``common/training.py``.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.cli import run_cli  # noqa: E402
+from common.training import train  # noqa: E402
+from hierarchical_vae_gan.model import HierarchicalVAEGAN  # noqa: E402
+
+
+def main(argv=None) -> int:
+    return train(
+        HierarchicalVAEGAN,
+        argv,
+        "Train a hierarchical VAE-GAN (latents at several scales, self-attention, multi-scale PatchGAN).",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,125 @@
+"""Hierarchical VAE-GAN: per-level streams, progressive prefixes, level weights, the discriminator."""
+
+import numpy as np
+import pytest
+import torch
+
+from common.bitstream import Compressed
+from common.checkpoint import export_model, load_model
+from common.codec import compress_image, decompress_bytes
+from common.datasets import to_tensor
+from common.errors import VAEGANError
+from common.layers import pad_to_multiple
+from common.training import rate_bpp
+from hierarchical_vae_gan.model import HierarchicalVAEGAN, HierarchicalVAEGANConfig
+from tests.conftest import random_image
+
+TINY_HIER = {"N": 16, "M": 8, "disc_channels": 4, "attention_heads": 2}
+
+
+def tiny_model(seed: int = 0, **kw) -> HierarchicalVAEGAN:
+    torch.manual_seed(seed)
+    return HierarchicalVAEGAN(HierarchicalVAEGANConfig(**(TINY_HIER | kw)))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hier") / "tiny_hier.pth"
+    m = tiny_model().eval()
+    with torch.no_grad():  # open the attention gates so the test covers them
+        for mod in m.modules():
+            if hasattr(mod, "gate"):
+                mod.gate.fill_(0.5)
+    export_model(m, path)
+    return load_model(path)
+
+
+def test_training_forward_gives_one_likelihood_per_level_at_its_scale():
+    m = tiny_model(num_hierarchies=4).train()
+    out = m(torch.rand(2, 3, 256, 128))
+    assert out.x_hat.shape == (2, 3, 256, 128)
+    shapes = {k: tuple(v.shape) for k, v in out.likelihoods.items()}
+    assert shapes == {f"l{i}": (2, 8, 256 // (16 << i), 128 // (16 << i)) for i in range(4)}
+    assert all(((v > 0) & (v <= 1)).all() for v in out.likelihoods.values())
+    disc = m.build_discriminator().eval()  # spectral norm: no power iteration between the two calls
+    logits = disc(out.x_hat, out.cond)
+    assert logits.shape[:2] == (2, 4)  # one channel per head, each head weighed equally
+    assert torch.equal(disc.features(out.x_hat, out.cond)[-1], logits)
+
+
+def test_every_level_stream_decodes_to_the_encoders_latents(model, rng):
+    x = to_tensor(random_image(rng, 70, 133))
+    compressed, enc = model.encode_latents(x)
+    assert len(compressed.streams) == model.L and all(len(s) > 0 for s in compressed.streams)
+    dec, _ = model.decode_latents(compressed)
+    assert len(dec) == len(enc) == model.L
+    for a, b in zip(enc, dec):
+        assert torch.equal(a, b)
+    sizes = model.latent_sizes((70, 133))[::-1]
+    assert [tuple(t.shape[-2:]) for t in dec] == sizes
+
+
+def test_file_round_trip_is_close_to_the_evaluation_forward(model, rng):
+    image = random_image(rng, 64, 64)
+    decoded = decompress_bytes(compress_image(model, image), model)
+    with torch.no_grad():
+        ref = model(to_tensor(image)).x_hat.clamp(0, 1)
+    assert decoded.shape == image.shape
+    np.testing.assert_allclose(decoded / 255.0, ref[0].permute(1, 2, 0).numpy(), atol=3 / 255)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_any_prefix_of_levels_decodes_and_matches_the_full_file(model, rng, k):
+    x = to_tensor(random_image(rng, 96, 80))
+    full = model.compress(x)
+    view = model.with_levels(k)
+    part = view.compress(x)
+    assert part.streams == full.streams[:k]  # the top levels do not depend on the ones below
+    truncated = Compressed(streams=full.streams[:k], size=full.size)
+    a, b = model.decompress(truncated), view.decompress(part)
+    assert a.shape == (1, 3, 96, 80) and torch.equal(a, b)
+    data = compress_image(view, random_image(rng, 96, 80))
+    assert decompress_bytes(data, model).shape == (96, 80, 3)  # the full model reads a prefix file
+    with torch.no_grad():
+        lik = view(pad_to_multiple(x, model.pad_multiple)).likelihoods
+    assert sorted(lik) == sorted(f"l{i}" for i in range(model.L - k, model.L))
+
+
+def test_fewer_levels_give_fewer_bytes(model, rng):
+    image = random_image(rng, 128, 128)
+    sizes = [len(compress_image(model.with_levels(k), image)) for k in range(1, model.L + 1)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_level_betas_weight_each_levels_rate():
+    m = tiny_model(level_betas="0,1,2")
+    assert m.rate_weights() == {"l0": 0.0, "l1": 1.0, "l2": 2.0}
+    out = m.train()(torch.rand(1, 3, 64, 64))
+    rates = rate_bpp(out.likelihoods, 64 * 64)
+    assert set(rates) == set(m.rate_weights())
+    assert tiny_model().rate_weights() == {"l0": 1.0, "l1": 1.0, "l2": 1.0}
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"num_hierarchies": 1}, "between 2 and 5"),
+        ({"num_hierarchies": 9}, "between 2 and 5"),
+        ({"level_betas": "1,2"}, "one per level"),
+        ({"level_betas": "1,x,2"}, "comma-separated"),
+        ({"level_betas": "1,-1,2"}, ">= 0"),
+        ({"attention_levels": 4}, "attention_levels"),
+    ],
+)
+def test_bad_configs_get_clear_errors(kw, message):
+    with pytest.raises(VAEGANError, match=message):
+        tiny_model(**kw)
+
+
+def test_a_file_with_more_levels_than_the_model_is_refused(model, rng):
+    x = to_tensor(random_image(rng, 64, 64))
+    c = model.compress(x)
+    with pytest.raises(ValueError, match="levels"):
+        model.decompress(Compressed(streams=c.streams + [b"\0"], size=c.size))
+    with pytest.raises(ValueError, match="levels"):
+        model.with_levels(model.L + 1)

@@ -2,11 +2,21 @@
 
 Every point is real bytes from the library's encoder, decoded by the same library, averaged over
 images per quality setting (CompressAI's convention), and written in CompressAI's JSON schema.
+Scores come from the same functions as ``evaluate.py`` (:mod:`common.metrics`), patch FID/KID
+included, against the same cached features of the originals (:class:`common.evaluation.ReferenceFeatures`).
+
+Each codec's ``qualities`` run from lowest to highest quality, whatever the library's knob is
+(JPEG XL's distance falls as quality rises; JPEG 2000's knob is a target bpp), so encoded sizes grow
+along the list. Every encoder runs single-threaded so encoding times compare across codecs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,25 +27,77 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.datasets import load_image
-from common.metrics import MetricError, ms_ssim, psnr
+from common.errors import VAEGANError
+from common.metrics import MetricError, PatchFID, lpips_distance, ms_ssim, psnr, ssim
+
+CACHE_VERSION = 1  # bump when scoring changes, so every cached sweep is recomputed
+BASE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb", "encoding_time", "decoding_time")
+FID_METRICS = ("fid", "kid", "kid_std", "num_patches")
 
 
 @dataclass(frozen=True)
 class ClassicalCodec:
+    """One library codec: ``encode(image, quality) -> bytes`` and ``decode(bytes) -> image`` (uint8 RGB).
+
+    ``library()`` names the library and its version, or raises VAEGANError with the install hint
+    when it is missing, so nothing fails at import time.
+    """
+
     name: str
-    description: str
-    qualities: tuple[int, ...]
-    encode: Callable[[np.ndarray, int], bytes]
+    settings: str
+    qualities: tuple[float, ...]
+    encode: Callable[[np.ndarray, float], bytes]
     decode: Callable[[bytes], np.ndarray]
+    library: Callable[[], str]
+
+    @property
+    def description(self) -> str:
+        """Settings plus library versions: it goes into every JSON and every cache key."""
+        return f"{self.settings}; {self.library()}"
 
 
-def _pillow_encoder(fmt: str, **options) -> Callable[[np.ndarray, int], bytes]:
-    def encode(image: np.ndarray, quality: int) -> bytes:
+# --------------------------------------------------------------------------------------------
+# Pillow (JPEG, WebP, JPEG 2000, AVIF)
+
+
+def _pillow_library(feature: str, label: str) -> Callable[[], str]:
+    def library() -> str:
+        import PIL
+        from PIL import features
+
+        if not features.check(feature):
+            raise VAEGANError(
+                f"this Pillow ({PIL.__version__}) was built without {label} support; "
+                f"`pip install -U 'pillow>=11.3'` (wheels include it)"
+            )
+        return f"Pillow {PIL.__version__}, {label} {features.version(feature)}"
+
+    return library
+
+
+def _avif_library() -> str:
+    text = _pillow_library("avif", "libavif")()
+    from PIL import _avif
+
+    return f"{text} ({_avif.codec_versions()})"
+
+
+def _pillow_encoder(fmt: str, quality_arg: Callable[[float], dict], **options) -> Callable:
+    def encode(image: np.ndarray, quality: float) -> bytes:
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format=fmt, quality=quality, **options)
+        Image.fromarray(image).save(buf, format=fmt, **quality_arg(quality), **options)
         return buf.getvalue()
 
     return encode
+
+
+def _pillow_quality(q: float) -> dict:
+    return {"quality": int(q)}
+
+
+def _jpeg2000_rate(target_bpp: float) -> dict:
+    """OpenJPEG's rate is a compression ratio against the raw 24 bpp image."""
+    return {"quality_mode": "rates", "quality_layers": [24.0 / target_bpp]}
 
 
 def _pillow_decode(data: bytes) -> np.ndarray:
@@ -43,53 +105,340 @@ def _pillow_decode(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+# --------------------------------------------------------------------------------------------
+# JPEG XL (imagecodecs / libjxl)
+
+
+def _imagecodecs():
+    try:
+        import imagecodecs
+    except ImportError as exc:
+        raise VAEGANError("JPEG XL needs imagecodecs: `pip install 'imagecodecs>=2024.1.1'`") from exc
+    if not imagecodecs.JPEGXL.available:
+        raise VAEGANError(
+            f"imagecodecs {imagecodecs.__version__} has no JPEG XL codec; `pip install -U imagecodecs`"
+        )
+    return imagecodecs
+
+
+def _jpegxl_library() -> str:
+    ic = _imagecodecs()
+    return f"imagecodecs {ic.__version__}, {ic.jpegxl_version()}"
+
+
+JPEGXL_EFFORT = 7
+
+
+def _jpegxl_encode(image: np.ndarray, distance: float) -> bytes:
+    return bytes(_imagecodecs().jpegxl_encode(image, distance=distance, effort=JPEGXL_EFFORT, numthreads=1))
+
+
+def _jpegxl_decode(data: bytes) -> np.ndarray:
+    return np.asarray(_imagecodecs().jpegxl_decode(data, numthreads=1))
+
+
+# --------------------------------------------------------------------------------------------
+# HEVC in HEIF (pillow-heif / libheif + x265, the encoder BPG uses)
+
+HEVC_CHROMA = "444"
+HEVC_PRESET = "slow"  # libheif's default x265 preset, stated so it cannot drift silently
+
+
+def _pillow_heif():
+    try:
+        import pillow_heif
+    except ImportError as exc:
+        raise VAEGANError("HEVC (HEIC) needs pillow-heif: `pip install 'pillow-heif>=0.18'`") from exc
+    if not pillow_heif.libheif_info().get("HEIF"):
+        raise VAEGANError(
+            f"pillow-heif {pillow_heif.__version__} has no HEVC encoder (x265) in its libheif; "
+            "install the PyPI wheel of pillow-heif, which bundles x265"
+        )
+    return pillow_heif
+
+
+def _hevc_library() -> str:
+    ph = _pillow_heif()
+    info = ph.libheif_info()
+    return (
+        f"pillow-heif {ph.__version__}, libheif {info['libheif']}, {info['HEIF']}, "
+        f"decoder {', '.join(info.get('decoders', {}).values()) or 'libheif'}"
+    )
+
+
+def _hevc_encode(image: np.ndarray, quality: float) -> bytes:
+    ph = _pillow_heif()
+    buf = io.BytesIO()
+    heif = ph.from_bytes("RGB", (image.shape[1], image.shape[0]), np.ascontiguousarray(image).tobytes())
+    heif.save(
+        buf,
+        quality=int(quality),
+        chroma=HEVC_CHROMA,
+        enc_params={"preset": HEVC_PRESET, "x265:pools": "1", "x265:frame-threads": "1"},
+    )
+    return buf.getvalue()
+
+
+def _hevc_decode(data: bytes) -> np.ndarray:
+    heif = _pillow_heif().open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+    return np.asarray(heif.to_pillow().convert("RGB"))
+
+
+# --------------------------------------------------------------------------------------------
+
+_JPEG_QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
+
 CODECS: dict[str, ClassicalCodec] = {
     "jpeg420": ClassicalCodec(
         "Pillow JPEG 4:2:0",
-        "libjpeg via Pillow, 4:2:0 chroma, optimized Huffman",
-        (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
-        _pillow_encoder("JPEG", subsampling="4:2:0", optimize=True),
+        "libjpeg via Pillow, 4:2:0 chroma, optimized Huffman, quality sweep",
+        _JPEG_QUALITIES,
+        _pillow_encoder("JPEG", _pillow_quality, subsampling="4:2:0", optimize=True),
         _pillow_decode,
+        _pillow_library("jpg", "libjpeg"),
     ),
     "jpeg444": ClassicalCodec(
         "Pillow JPEG 4:4:4",
-        "libjpeg via Pillow, 4:4:4 chroma, optimized Huffman",
-        (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95),
-        _pillow_encoder("JPEG", subsampling="4:4:4", optimize=True),
+        "libjpeg via Pillow, 4:4:4 chroma, optimized Huffman, quality sweep",
+        _JPEG_QUALITIES,
+        _pillow_encoder("JPEG", _pillow_quality, subsampling="4:4:4", optimize=True),
         _pillow_decode,
+        _pillow_library("jpg", "libjpeg"),
+    ),
+    "webp": ClassicalCodec(
+        "WebP",
+        "libwebp via Pillow, lossy, method=6 (slowest, best), 4:2:0 chroma (lossy WebP has no other), "
+        "quality sweep",
+        (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90),
+        _pillow_encoder("WEBP", _pillow_quality, method=6),
+        _pillow_decode,
+        _pillow_library("webp", "libwebp"),
+    ),
+    "jpeg2000": ClassicalCodec(
+        "JPEG 2000",
+        "OpenJPEG via Pillow, raw codestream (.j2k), irreversible 9/7 wavelet, colour transform (mct=1), "
+        "one quality layer at rate 24/bpp; sweep over target bpp",
+        (0.04, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0),
+        _pillow_encoder("JPEG2000", _jpeg2000_rate, no_jp2=True, irreversible=True, mct=1),
+        _pillow_decode,
+        _pillow_library("jpg_2000", "OpenJPEG"),
+    ),
+    "avif": ClassicalCodec(
+        "AVIF",
+        "libavif via Pillow, AV1, speed=6 (Pillow's default), 4:4:4 chroma, full range, 1 thread, "
+        "quality sweep",
+        (0, 10, 20, 30, 40, 45, 50, 55, 60, 70, 80),
+        _pillow_encoder("AVIF", _pillow_quality, subsampling="4:4:4", speed=6, max_threads=1),
+        _pillow_decode,
+        _avif_library,
+    ),
+    "jpegxl": ClassicalCodec(
+        "JPEG XL",
+        f"libjxl via imagecodecs, VarDCT, effort={JPEGXL_EFFORT}, 1 thread; sweep over Butteraugli "
+        "distance from 15 down (quality = distance; above ~15 libjxl's sizes stop falling monotonically)",
+        (15.0, 11.0, 8.0, 6.0, 4.5, 3.5, 2.5, 2.0, 1.5, 1.0),
+        _jpegxl_encode,
+        _jpegxl_decode,
+        _jpegxl_library,
+    ),
+    "hevc": ClassicalCodec(
+        "HEVC (HEIC, x265)",
+        f"x265 in HEIF via pillow-heif/libheif (BPG's encoder), preset={HEVC_PRESET}, "
+        f"{HEVC_CHROMA[0]}:{HEVC_CHROMA[1]}:{HEVC_CHROMA[2]} chroma, 1 thread, quality sweep",
+        (0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55),
+        _hevc_encode,
+        _hevc_decode,
+        _hevc_library,
     ),
 }
 
 
-def sweep(codec: ClassicalCodec, files: list[Path], progress: bool = True) -> dict:
-    """One point per quality: bpp from the encoded bytes, metrics on the decoded image."""
-    images = [load_image(f)[0] for f in files]
+def get_codec(name: str) -> ClassicalCodec:
+    """The codec called ``name``; VAEGANError listing the known names otherwise."""
+    if name not in CODECS:
+        raise VAEGANError(f"unknown codec {name!r}; choose from {', '.join(CODECS)}")
+    return CODECS[name]
+
+
+def available_codecs() -> list[str]:
+    """Names of the codecs whose libraries are installed here."""
+    names = []
+    for name, codec in CODECS.items():
+        try:
+            codec.library()
+        except VAEGANError:
+            continue
+        names.append(name)
+    return names
+
+
+def encode_decode(name: str, image: np.ndarray, quality: float) -> tuple[bytes, np.ndarray]:
+    """One image at one quality: (the encoded bytes, the decoded uint8 H x W x 3 image)."""
+    codec = get_codec(name)
+    codec.library()  # a missing library fails here with its install hint
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise VAEGANError(f"encode_decode takes an RGB uint8 image H x W x 3, got shape {image.shape}")
+    data = codec.encode(image, quality)
+    return data, _decode_checked(codec, data, image.shape)
+
+
+def _decode_checked(codec: ClassicalCodec, data: bytes, shape: tuple) -> np.ndarray:
+    decoded = np.ascontiguousarray(codec.decode(data), dtype=np.uint8)
+    if decoded.shape != tuple(shape):
+        raise VAEGANError(f"{codec.name} decoded a {decoded.shape} image from a {tuple(shape)} original")
+    return decoded
+
+
+def _metric_names(lpips_model, fid_reference) -> list[str]:
+    """What a sweep with these models measures; LPIPS and FID carry their variant."""
+    names = list(BASE_METRICS)
+    if lpips_model is not None:
+        rand = "-randomtrunk" if getattr(lpips_model, "pnet_rand", False) else ""
+        names.append(f"lpips:{getattr(lpips_model, 'pnet_type', '?')}{rand}")
+    if fid_reference is not None:
+        names.append(f"fid:patch{fid_reference.patch_size}")
+    return names
+
+
+def sweep(
+    codec: ClassicalCodec | str,
+    files: list[Path],
+    progress: bool = True,
+    lpips_model=None,
+    fid_reference=None,
+) -> dict:
+    """One point per quality: bpp from the encoded bytes, metrics on the decoded image.
+
+    ``lpips_model`` (from :func:`common.metrics.load_lpips`) adds ``lpips``; ``fid_reference``
+    (a :class:`common.evaluation.ReferenceFeatures` for these files) adds patch ``fid``/``kid``
+    per quality, exactly as ``evaluate_checkpoint`` does for a checkpoint.
+    """
+    codec = get_codec(codec) if isinstance(codec, str) else codec
+    description = codec.description  # raises the install hint before any work
+    images = []
+    for f in files:
+        try:
+            images.append((Path(f), load_image(f)[0]))
+        except VAEGANError as exc:
+            tqdm.write(f"skipped: {exc}")
+    if not images:
+        raise VAEGANError("no image could be read for the codec sweep")
     points = []
     for q in tqdm(codec.qualities, desc=codec.name, disable=not progress):
+        patch_fid = None
+        if fid_reference is not None:
+            patch_fid = PatchFID(features=fid_reference.features, patch_size=fid_reference.patch_size)
         rows = []
-        for image in images:
+        for path, image in images:
             t0 = time.perf_counter()
             data = codec.encode(image, q)
             t1 = time.perf_counter()
-            decoded = codec.decode(data)
+            decoded = _decode_checked(codec, data, image.shape)
             t2 = time.perf_counter()
             try:
                 m = ms_ssim(image, decoded)
             except MetricError:
                 m = float("nan")
-            rows.append(
-                {
-                    "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
-                    "psnr-rgb": psnr(image, decoded),
-                    "ms-ssim-rgb": m,
-                    "encoding_time": t1 - t0,
-                    "decoding_time": t2 - t1,
-                }
-            )
-        points.append({"quality": q, **{k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}})
+            row = {
+                "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
+                "psnr-rgb": psnr(image, decoded),
+                "ms-ssim-rgb": m,
+                "ssim-rgb": ssim(image, decoded),
+                "encoding_time": t1 - t0,
+                "decoding_time": t2 - t1,
+            }
+            if lpips_model is not None:
+                row["lpips"] = lpips_distance(lpips_model, image, decoded)
+            if patch_fid is not None:
+                patch_fid.update(image, decoded, fid_reference.original_features(path, image))
+            rows.append(row)
+        point = {"quality": q, **{k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}}
+        if patch_fid is not None:
+            fid_reference.save()
+            try:
+                point.update(patch_fid.compute())
+            except MetricError as exc:  # e.g. every image smaller than one patch
+                tqdm.write(f"FID/KID not computed: {exc}")
+        points.append(point)
     points.sort(key=lambda p: p["bpp"])
+    keys = [k for k in points[0] if all(k in p for p in points)]
+    extra = ""
+    if "fid" in keys:
+        extra = f"; FID/KID on {points[0]['num_patches']} patches of {fid_reference.patch_size} px (HiFiC protocol)"
     return {
         "name": codec.name,
-        "description": f"{codec.description}; {len(files)} images",
-        "results": {k: [p[k] for p in points] for k in points[0]},
+        "description": f"{description}; {len(images)} images{extra}",
+        "results": {k: [p[k] for p in points] for k in keys},
     }
+
+
+def _files_fingerprint(files: list[Path]) -> list:
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError as exc:
+            raise VAEGANError(f"cannot read image file {f}: {exc.strerror}") from exc
+        out.append([Path(f).name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def sweep_key(codec: ClassicalCodec, files: list[Path]) -> str:
+    """sha256 over what decides the numbers: codec, settings, library versions, qualities, the files."""
+    key = {
+        "version": CACHE_VERSION,
+        "codec": codec.name,
+        "description": codec.description,
+        "qualities": list(codec.qualities),
+        "files": _files_fingerprint(files),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def sweep_cached(
+    name: str,
+    files: list[Path],
+    cache_dir: Path,
+    progress: bool = True,
+    lpips_model=None,
+    fid_reference=None,
+) -> dict:
+    """:func:`sweep`, read from ``<cache_dir>/<name>.json`` when nothing that decides its numbers changed.
+
+    The cache holds the sweep key (:func:`sweep_key`) and the metrics measured; it is used when
+    the key matches and every requested metric (LPIPS net, FID patch size included) was measured,
+    otherwise the sweep runs again and replaces it (written atomically).
+    """
+    codec = get_codec(name)
+    key = sweep_key(codec, files)
+    wanted = _metric_names(lpips_model, fid_reference)
+    path = Path(cache_dir).expanduser() / f"{name}.json"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key and set(wanted) <= set(cached.get("metrics", [])):
+            if progress:
+                print(f"{name}: cached sweep read from {path}")
+            return cached["result"]
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or unreadable: recompute
+    result = sweep(codec, files, progress=progress, lpips_model=lpips_model, fid_reference=fid_reference)
+    measured = [m for m in wanted if m.split(":")[0] in result["results"]]
+    _write_atomic(path, {"key": key, "metrics": measured, "result": result})
+    return result
+
+
+def _write_atomic(path: Path, obj: dict) -> None:
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        print(f"cannot write the sweep cache {path} ({exc}); result not cached")
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

@@ -10,6 +10,11 @@ Loss (per image, rates in bits per pixel)::
 With the default ``lambda_d = 0.0067``, ``beta = 1`` is CompressAI's quality-3 trade-off; larger
 beta means fewer bits. The generator step and the discriminator step are two visible blocks; the
 discriminator and both optimizers belong to this loop, not to the model or the loss.
+
+Data-parallel: the same command under ``torchrun --nproc_per_node N`` trains on N processes
+(common/distributed.py). ``--batch_size`` is the *global* batch: each rank takes its slice of the
+batch one process would take, so step, epoch and checkpoints mean the same whatever N, and a run
+resumes on another number of processes. Only rank 0 logs and writes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common import distributed
 from common.checkpoint import atomic_save, model_state, read_checkpoint
 from common.cli import run_cli  # noqa: F401 - re-exported for older imports
 from common.datasets import CropDataset, EpochBatches, resolve_set
@@ -72,6 +78,12 @@ class TrainConfig:
     device: str = "auto"
     resume: str | None = None
     init_from: str | None = None
+    amp: str = "none"  # none | bf16: autocast transforms and discriminator; entropy models stay float32
+    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
+    compile: bool = False  # torch.compile the training forward passes
+
+
+AMP_CHOICES = ("none", "bf16")
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
@@ -101,15 +113,23 @@ def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_weight(
-    nll_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4
+    nll_loss: torch.Tensor,
+    g_loss: torch.Tensor,
+    last_layer: torch.Tensor,
+    max_weight: float = 1e4,
+    reduce=None,
 ) -> torch.Tensor:
     """VQGAN's adversarial weight (Esser et al. 2021, eq. 7): |grad nll| / (|grad g| + 1e-4) at ``last_layer``.
 
     Both gradients are taken at the decoder's last layer, so the adversarial term starts at the
     scale of the reconstruction term whatever their magnitudes; the weight itself is a constant.
+    ``reduce`` (data-parallel: the mean over ranks) turns each rank's gradients into the global
+    batch's before the norms, so every rank uses the weight one process would compute.
     """
     nll_grad = torch.autograd.grad(nll_loss, last_layer, retain_graph=True)[0]
     g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    if reduce is not None:
+        nll_grad, g_grad = reduce(nll_grad), reduce(g_grad)
     return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
 
 
@@ -184,10 +204,12 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.distortion not in DEFAULT_DISTORTION_WEIGHT:
             raise VAEGANError(f"--distortion must be one of {', '.join(DEFAULT_DISTORTION_WEIGHT)}")
+        if cfg.amp not in AMP_CHOICES:
+            raise VAEGANError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {cfg.amp!r}")
         self.lambda_d = cfg.distortion_weight or DEFAULT_DISTORTION_WEIGHT[cfg.distortion]
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        )
+        self.dist, self.device = distributed.setup(cfg.device)
+        self.is_main = self.dist.is_main
+        self.local_batch = distributed.split_batch(cfg.batch_size, self.dist.world_size)
         self.out = Path(cfg.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
         torch.manual_seed(cfg.seed)
@@ -196,6 +218,11 @@ class Trainer:
 
         self.model = model_cls(model_cfg).to(self.device)
         self.disc = self.model.build_discriminator().to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.disc.to(memory_format=torch.channels_last)
+        if self.dist.rank > 0:  # same initial weights, then an own noise stream per rank
+            torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank))
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
         self.train_set = CropDataset([resolve_set(cfg.data_dir, s) for s in cfg.train_sets], cfg.patch_size)
@@ -216,6 +243,38 @@ class Trainer:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             self._init_from(Path(cfg.init_from))
+        self._wrap_for_training()
+
+    def _print(self, *args, **kwargs) -> None:
+        if self.is_main:
+            print(*args, **kwargs)
+
+    def _wrap_for_training(self) -> None:
+        """The callables the step runs: DDP and/or compiled wrappers of the same (saved) modules."""
+        cfg = self.cfg
+        self.g_forward, self.d_forward = self.model, self.disc
+        if cfg.amp == "bf16":
+            for module in self.model.entropy_models():
+                _run_in_float32(module, self.device.type)
+        if self.dist.enabled:
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # Buffers are synchronised after each step instead (distributed.broadcast_buffers), so
+            # that rank 0's coding tables, rebuilt when it saves, never travel.
+            newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+            kw = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+            kw["device_ids"] = [self.device.index] if self.device.type == "cuda" else None
+            self.g_forward = DDP(self.model, **kw)
+            self.d_forward = DDP(self.disc, **kw)
+            distributed.gather_batch_statistics(self.model, self.dist)
+        if cfg.compile:
+            self.g_forward = torch.compile(self.g_forward)
+            self.d_forward = torch.compile(self.d_forward)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
     def _perceptual_backend(self) -> tuple[torch.nn.Module | None, str]:
         """(LPIPS network or None, backend): "none", "lpips-alex" or "disc-feature-matching".
@@ -238,7 +297,7 @@ class Trainer:
             except MetricError as exc:
                 if cfg.perceptual == "lpips":
                     raise
-                print(
+                self._print(
                     f"perceptual loss: LPIPS unavailable, using discriminator feature matching instead ({exc})"
                 )
         if cfg.lambda_adv <= 0:
@@ -256,7 +315,17 @@ class Trainer:
     # ---- checkpoints --------------------------------------------------------------------------
 
     def _state(self) -> dict:
-        return model_state(self.model) | {
+        """The checkpoint (rank 0; {} elsewhere). Collective: every rank must call it at the same step."""
+        cuda = torch.cuda.is_available()
+        rng_ranks = self.dist.gather_objects(
+            (
+                torch.get_rng_state(),
+                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            )
+        )
+        if not self.is_main:
+            return {}
+        state = model_state(self.model) | {
             "train_config": asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend},
             "disc": self.disc.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -266,12 +335,20 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "best_val": self.best_val,
             "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng_cuda": torch.cuda.get_rng_state_all() if cuda else [],
+            "world_size": self.dist.world_size,
         }
+        if self.dist.enabled:  # each rank's noise stream, for an exact resume on as many processes
+            state["rng_torch_ranks"] = [r[0] for r in rng_ranks]
+            state["rng_cuda_ranks"] = [r[1] for r in rng_ranks] if self.device.type == "cuda" else []
+        return state
 
     def save(self, name: str, state: dict | None = None) -> dict:
-        state = state or self._state()
-        atomic_save(state, self.ckpt_dir / name)
+        """Rank 0 writes atomically; the others wait, so no rank runs ahead of a checkpoint."""
+        state = state if state is not None else self._state()
+        if self.is_main:
+            atomic_save(state, self.ckpt_dir / name)
+        self.dist.barrier()
         return state
 
     def _check_family(self, ckpt: dict, path: Path) -> None:
@@ -307,11 +384,39 @@ class Trainer:
         self.best_val = float(ckpt["best_val"])
         before = ckpt.get("train_config", {}).get("perceptual_backend", self.perceptual_backend)
         if before != self.perceptual_backend:
-            print(f"note: perceptual loss was {before} before this resume, now {self.perceptual_backend}")
-        torch.set_rng_state(ckpt["rng_torch"])
-        if torch.cuda.is_available() and ckpt.get("rng_cuda"):
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-        print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+            self._print(
+                f"note: perceptual loss was {before} before this resume, now {self.perceptual_backend}"
+            )
+        self._restore_rng(ckpt)
+        saved_world = int(ckpt.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            self._print(
+                f"note: checkpoint written by {saved_world} process(es), resuming on {self.dist.world_size} "
+                f"(global batch {self.cfg.batch_size} unchanged)"
+            )
+        self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+
+    def _restore_rng(self, ckpt: dict) -> None:
+        """Rank r restores its own stream if the checkpoint has one; otherwise rank 0 keeps rank 0's
+        (the one-process stream) and the others start a fresh stream keyed by (seed, rank, step)."""
+        rank, cuda = self.dist.rank, self.device.type == "cuda"
+        per_rank = ckpt.get("rng_torch_ranks") or []
+        if len(per_rank) == self.dist.world_size and self.dist.enabled:
+            torch.set_rng_state(per_rank[rank])
+            cuda_ranks = ckpt.get("rng_cuda_ranks") or []
+            if cuda and len(cuda_ranks) == self.dist.world_size and cuda_ranks[rank] is not None:
+                torch.cuda.set_rng_state(cuda_ranks[rank], self.device)
+            return
+        if rank == 0:
+            torch.set_rng_state(ckpt["rng_torch"])
+            if cuda and ckpt.get("rng_cuda"):
+                states = ckpt["rng_cuda"]
+                if self.dist.enabled:
+                    torch.cuda.set_rng_state(states[0], self.device)
+                elif len(states) == torch.cuda.device_count():
+                    torch.cuda.set_rng_state_all(states)
+        else:
+            torch.manual_seed(distributed.rank_seed(self.cfg.seed, rank, self.step))
 
     def _init_from(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
@@ -319,92 +424,117 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         if "disc" in ckpt:
             self.disc.load_state_dict(ckpt["disc"])
-        print(
+        self._print(
             f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh"
         )
 
     # ---- one step -----------------------------------------------------------------------------
 
     def generator_loss(self, x: torch.Tensor, out, adversarial: bool) -> tuple[torch.Tensor, dict]:
-        rates = rate_bpp(out.likelihoods, x.shape[-2] * x.shape[-1])
+        """The generator loss and its terms as detached 0-d tensors (no host sync)."""
+        rates = rate_bpp({k: v.float() for k, v in out.likelihoods.items()}, x.shape[-2] * x.shape[-1])
         weights = self.model.rate_weights()
         rate = sum(weights.get(k, 1.0) * r for k, r in rates.items())
-        dist = distortion(x, out.x_hat, self.cfg.distortion)
+        x_hat = out.x_hat.float()
+        dist = distortion(x, x_hat, self.cfg.distortion)
         loss = self.lambda_d * dist + self.cfg.beta * rate
         logs = {
-            "bpp": float(sum(rates.values()).detach()),
-            "distortion": float(dist.detach()),
-            **{f"bpp_{k}": float(v.detach()) for k, v in rates.items()},
+            "bpp": sum(rates.values()).detach(),
+            "distortion": dist.detach(),
+            **{f"bpp_{k}": v.detach() for k, v in rates.items()},
         }
         for name, term in out.extra_losses.items():
-            loss = loss + term
-            logs[name] = float(term.detach())
+            loss = loss + term.float()
+            logs[name] = term.detach().float()
         fake_features = None
         if adversarial:
-            if self.perceptual_backend == "disc-feature-matching":
-                fake_features = self.disc.features(out.x_hat, out.cond)
-                fake_logits = fake_features[-1]
-            else:
-                fake_logits = self.disc(out.x_hat, out.cond)
-            g_adv = -fake_logits.mean()
+            with self._autocast():
+                if self.perceptual_backend == "disc-feature-matching":
+                    fake_features = self.disc.features(out.x_hat, out.cond)
+                    fake_logits = fake_features[-1]
+                else:
+                    fake_logits = self.disc(out.x_hat, out.cond)
+            g_adv = -fake_logits.float().mean()
             weight = 1.0
             if getattr(self.model.config, "adaptive_weight", False):  # the model asks for VQGAN's balance
-                weight = adaptive_weight(loss, g_adv, self.model.last_layer_weight())
-                logs["adv_weight"] = float(weight)
+                reduce = (lambda g: distributed.all_reduce_mean(g, self.dist)) if self.dist.enabled else None
+                weight = adaptive_weight(loss, g_adv, self.model.last_layer_weight(), reduce=reduce)
+                logs["adv_weight"] = weight
             loss = loss + self.cfg.lambda_adv * weight * g_adv
-            logs["g_adv"] = float(g_adv.detach())
+            logs["g_adv"] = g_adv.detach()
         perc = self.perceptual_loss(x, out, fake_features)
         if perc is not None:
-            loss = loss + self.cfg.lambda_perceptual * perc
-            logs["perceptual"] = float(perc.detach())
+            loss = loss + self.cfg.lambda_perceptual * perc.float()
+            logs["perceptual"] = perc.detach().float()
         with torch.no_grad():
-            mse = F.mse_loss(out.x_hat.clamp(0, 1), x)
-            logs["psnr"] = float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
-        logs["loss"] = float(loss.detach())
+            mse = F.mse_loss(x_hat.clamp(0, 1), x)
+            logs["psnr"] = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def perceptual_loss(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
         """LPIPS(x_hat, x); or, while the discriminator trains, L1 between its features of x and x_hat; or None."""
         if self.perceptual_backend == "lpips-alex":
-            return self.perceptual(out.x_hat * 2 - 1, x * 2 - 1).mean()
+            return self.perceptual(out.x_hat.float() * 2 - 1, x * 2 - 1).mean()
         if self.perceptual_backend == "disc-feature-matching" and fake_features is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 real_features = self.disc.features(x, out.cond)
-            return feature_matching_loss(real_features[:-1], fake_features[:-1])
+            return feature_matching_loss(
+                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]]
+            )
         return None
 
     def train_step(self, x: torch.Tensor) -> dict | None:
+        """One generator and one discriminator update; logs as device tensors, or None if skipped.
+
+        The one host sync is the finiteness test of the loss (agreed between ranks), which decides
+        whether the step is applied.
+        """
         cfg = self.cfg
         lr = lr_at(self.step, self.total_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
         for group in self.opt_g.param_groups:
             group["lr"] = lr
         adversarial = cfg.lambda_adv > 0 and self.step >= cfg.disc_start
         self.model.train()
+        self.disc.train()
 
-        # -- generator step --
-        out = self.model(x)
+        # -- generator step (the discriminator's weights are constants here) --
+        self.disc.requires_grad_(False)
+        with self._autocast():
+            out = self.g_forward(x)
         loss, logs = self.generator_loss(x, out, adversarial)
-        if not torch.isfinite(loss):
+        finite = torch.isfinite(loss)
+        if self.dist.enabled:
+            finite = finite.to(torch.int32)
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):
             self.nonfinite += 1
-            print(f"step {self.step}: non-finite loss skipped ({self.nonfinite}/{cfg.max_nonfinite})")
+            self._print(f"step {self.step}: non-finite loss skipped ({self.nonfinite}/{cfg.max_nonfinite})")
             if self.nonfinite >= cfg.max_nonfinite:
                 raise VAEGANError(f"stopping: {self.nonfinite} non-finite losses (lower --lr?)")
             self.opt_g.zero_grad(set_to_none=True)
+            self.disc.requires_grad_(True)
+            distributed.broadcast_buffers(self.model, self.dist)
             return None
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
         self.opt_g.step()
+        self.disc.requires_grad_(True)
 
         # -- discriminator step --
         if adversarial:
             cond = out.cond.detach() if out.cond is not None else None
-            d_loss = hinge_d_loss(self.disc(x, cond), self.disc(out.x_hat.detach(), cond))
+            with self._autocast():
+                real, fake = self.d_forward(x, cond), self.d_forward(out.x_hat.detach(), cond)
+            d_loss = hinge_d_loss(real.float(), fake.float())
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            logs["d_loss"] = float(d_loss.detach())
+            logs["d_loss"] = d_loss.detach()
+        distributed.broadcast_buffers(self.model, self.dist)
+        distributed.broadcast_buffers(self.disc, self.dist)
         logs["lr"] = lr
         return logs
 
@@ -447,109 +577,206 @@ class Trainer:
     # ---- run ----------------------------------------------------------------------------------
 
     def _loader(self):
-        sampler = EpochBatches(
-            len(self.train_set), self.cfg.batch_size, self.epoch, self.cfg.seed, skip=self.batch_in_epoch
+        """One loader for the run: workers persist (and keep their decoded images) across epochs;
+        ``fit`` moves the sampler to each epoch and resume position."""
+        self.sampler = EpochBatches(
+            len(self.train_set),
+            self.local_batch,
+            self.epoch,
+            self.cfg.seed,
+            skip=self.batch_in_epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         # A private generator: creating the iterator must not draw from the global RNG, or a resumed
         # run would diverge from an uninterrupted one (crops are keyed by index/epoch/seed anyway).
         return torch.utils.data.DataLoader(
             self.train_set,
-            batch_sampler=sampler,
+            batch_sampler=self.sampler,
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=self.cfg.num_workers > 0,
             generator=torch.Generator().manual_seed(self.cfg.seed),
         )
 
     def fit(self) -> dict:
+        """Train to ``total_steps`` (or Ctrl-C / SIGTERM); returns the last logged means (floats)."""
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "logs").mkdir(exist_ok=True)
-        (self.out / "config.json").write_text(
-            __import__("json").dumps(
-                {"family": self.model.family, "model": asdict(self.model.config), "train": asdict(cfg)},
-                indent=2,
+        main = self.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "logs").mkdir(exist_ok=True)
+            (self.out / "config.json").write_text(
+                __import__("json").dumps(
+                    {
+                        "family": self.model.family,
+                        "model": asdict(self.model.config),
+                        "train": asdict(cfg),
+                        "world_size": self.dist.world_size,
+                    },
+                    indent=2,
+                )
             )
-        )
-        writer = _tensorboard(self.out / "logs")
-        train_csv = _CsvLog(self.out / "logs" / "train.csv")
-        val_csv = _CsvLog(self.out / "logs" / "val.csv")
+        writer = _tensorboard(self.out / "logs") if main else _NullWriter()
+        train_csv = _CsvLog(self.out / "logs" / "train.csv") if main else None
+        val_csv = _CsvLog(self.out / "logs" / "val.csv") if main else None
         val_every = cfg.val_every or self.batches_per_epoch
         interrupted = {"flag": False}
 
-        def on_sigint(signum, frame):
+        def on_signal(signum, frame):
             interrupted["flag"] = True
 
-        old = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+        old = (
+            {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            if _main_thread()
+            else {}
+        )
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
             desc=self.model.family,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
             dynamic_ncols=True,
+            disable=not main,
         )
+        window = _LogWindow(self.dist)
         start = time.time()
-        last = {}
+        last: dict = {}
+
+        def flush() -> None:
+            nonlocal last
+            means = window.flush()
+            if not means:
+                return
+            last = means
+            if main:
+                bar.set_postfix(
+                    loss=f"{means['loss']:.3f}", bpp=f"{means['bpp']:.3f}", psnr=f"{means['psnr']:.2f}"
+                )
+                train_csv.write(
+                    {"step": self.step, "epoch": self.epoch, "time_s": round(time.time() - start, 1), **means}
+                )
+                for k, v in means.items():
+                    writer.add_scalar(f"train/{k}", v, self.step)
+
+        loader = self._loader()
         try:
-            while self.step < self.total_steps and not interrupted["flag"]:
-                for batch in self._loader():
-                    logs = self.train_step(batch.to(self.device, non_blocking=True))
+            stop = False  # the interrupt as every rank agrees on it, so all stop at the same step
+            while self.step < self.total_steps and not stop:
+                self.sampler.epoch, self.sampler.skip = self.epoch, self.batch_in_epoch
+                for batch in loader:
+                    x = batch.to(self.device, non_blocking=True)
+                    if cfg.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    logs = self.train_step(x)
                     self.step += 1
                     self.batch_in_epoch += 1
                     bar.update(1)
-                    if logs is not None:
-                        last = logs
-                        if self.step % cfg.log_every == 0:
-                            bar.set_postfix(
-                                loss=f"{logs['loss']:.3f}",
-                                bpp=f"{logs['bpp']:.3f}",
-                                psnr=f"{logs['psnr']:.2f}",
-                            )
-                            train_csv.write(
-                                {
-                                    "step": self.step,
-                                    "epoch": self.epoch,
-                                    "time_s": round(time.time() - start, 1),
-                                    **logs,
-                                }
-                            )
-                            for k, v in logs.items():
-                                writer.add_scalar(f"train/{k}", v, self.step)
+                    window.add(logs, cfg.batch_size)
+                    if self.step % cfg.log_every == 0:
+                        flush()
+                    stop = self.dist.any_true(interrupted["flag"])
                     if self.step % val_every == 0 or self.step == self.total_steps:
+                        flush()
                         self._validate_and_save(val_csv, writer)
                     elif self.step % cfg.save_every == 0:
                         self.save("latest.pth")
-                    if self.step >= self.total_steps or interrupted["flag"]:
+                    if self.step >= self.total_steps or stop:
                         break
                 else:
                     self.epoch += 1
                     self.batch_in_epoch = 0
-            if interrupted["flag"]:
+            flush()
+            if stop:
                 self.save("latest.pth")
-                print(
+                self._print(
                     f"\ninterrupted: saved {self.ckpt_dir / 'latest.pth'} at step {self.step}; "
                     "continue with --resume"
                 )
         finally:
             bar.close()
             writer.close()
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            for s, handler in old.items():
+                signal.signal(s, handler)
         return last
 
     def _validate_and_save(self, val_csv, writer) -> None:
-        val = self.validate()
-        val_csv.write({"step": self.step, **val})
-        for k, v in val.items():
-            writer.add_scalar(f"val/{k}", v, self.step)
-        tqdm.write(
-            f"step {self.step}: val loss {val['loss']:.4f} bpp {val['bpp']:.4f} psnr {val['psnr']:.2f}"
-        )
-        improved = val["loss"] < self.best_val
-        if improved:
-            self.best_val = val["loss"]
+        """Rank 0 validates and keeps the best model; the others wait in ``save``."""
+        improved = False
+        if self.is_main:
+            val = self.validate()
+            val_csv.write({"step": self.step, **val})
+            for k, v in val.items():
+                writer.add_scalar(f"val/{k}", v, self.step)
+            tqdm.write(
+                f"step {self.step}: val loss {val['loss']:.4f} bpp {val['bpp']:.4f} psnr {val['psnr']:.2f}"
+            )
+            improved = val["loss"] < self.best_val
+            if improved:
+                self.best_val = val["loss"]
         state = self.save("latest.pth")
-        if improved:
-            self.save("best_model.pth", state | {"best_val": self.best_val})
+        if self.is_main and improved:
+            atomic_save(state | {"best_val": self.best_val}, self.ckpt_dir / "best_model.pth")
+        self.dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group if this trainer joined it (``train`` calls this at the end)."""
+        self.dist.close()
+
+
+class _LogWindow:
+    """Sums of the step logs on the device since the last flush; one host sync (and, data-parallel,
+    one all-reduce) per flush, so the step itself never waits for the GPU."""
+
+    def __init__(self, env):
+        self.env = env
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.host: dict[str, float] = {}
+        self.images = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, logs: dict | None, images: int) -> None:
+        self.images += images
+        if logs is None:
+            return
+        for k, v in logs.items():
+            if torch.is_tensor(v):
+                self.sums[k] = self.sums[k] + v.detach().float() if k in self.sums else v.detach().float()
+                self.counts[k] = self.counts.get(k, 0) + 1
+            else:
+                self.host[k] = v  # e.g. the learning rate: the latest value
+
+    def flush(self) -> dict[str, float]:
+        """Means over the window (over ranks too: the global batch), plus images/s; {} if empty."""
+        if not self.sums:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys])
+        if self.env.enabled:
+            torch.distributed.all_reduce(values)
+            values = values / self.env.world_size
+        means = {k: v / self.counts[k] for k, v in zip(keys, values.tolist())}
+        elapsed = time.perf_counter() - self.t0
+        out = means | self.host | {"images_per_s": round(self.images / max(elapsed, 1e-9), 2)}
+        self.sums, self.counts, self.host, self.images = {}, {}, {}, 0
+        self.t0 = time.perf_counter()
+        return out
+
+
+def _run_in_float32(module: torch.nn.Module, device_type: str) -> None:
+    """Run an entropy model outside autocast with float32 inputs: rates need more than bf16's 8 bits."""
+    if getattr(module, "_float32_forward", False):
+        return
+    inner = module.forward
+
+    def forward(*args, **kwargs):
+        args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        with torch.autocast(device_type, enabled=False):
+            return inner(*args, **kwargs)
+
+    module.forward = forward
+    module._float32_forward = True
 
 
 def _main_thread() -> bool:
@@ -613,8 +840,12 @@ def train(model_cls, argv=None, description: str | None = None) -> int:
     args = parser.parse_args(argv)
     model_cfg, cfg = split_args(args, model_cls.Config)
     os.makedirs(cfg.output_dir, exist_ok=True)
-    last = Trainer(model_cls, model_cfg, cfg).fit()
-    if last:
+    trainer = Trainer(model_cls, model_cfg, cfg)
+    try:
+        last = trainer.fit()
+    finally:
+        trainer.close()
+    if last and trainer.is_main:
         print(
             f"done: step logs in {Path(cfg.output_dir) / 'logs'}; "
             f"checkpoints in {Path(cfg.output_dir) / 'checkpoints'}"

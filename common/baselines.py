@@ -307,12 +307,15 @@ def sweep(
     progress: bool = True,
     lpips_model=None,
     fid_reference=None,
+    done: dict | None = None,
+    on_point: Callable[[dict], None] | None = None,
 ) -> dict:
     """One point per quality: bpp from the encoded bytes, metrics on the decoded image.
 
     ``lpips_model`` (from :func:`common.metrics.load_lpips`) adds ``lpips``; ``fid_reference``
     (a :class:`common.evaluation.ReferenceFeatures` for these files) adds patch ``fid``/``kid``
-    per quality, exactly as ``evaluate_checkpoint`` does for a checkpoint.
+    per quality, exactly as ``evaluate_checkpoint`` does for a checkpoint. ``done`` maps qualities
+    to points already measured (they are not recomputed); ``on_point`` sees each new point.
     """
     codec = get_codec(codec) if isinstance(codec, str) else codec
     description = codec.description  # raises the install hint before any work
@@ -326,6 +329,9 @@ def sweep(
         raise VAEGANError("no image could be read for the codec sweep")
     points = []
     for q in tqdm(codec.qualities, desc=codec.name, disable=not progress):
+        if done and q in done:
+            points.append(done[q])
+            continue
         patch_fid = None
         if fid_reference is not None:
             patch_fid = PatchFID(features=fid_reference.features, patch_size=fid_reference.patch_size)
@@ -361,6 +367,8 @@ def sweep(
             except MetricError as exc:  # e.g. every image smaller than one patch
                 tqdm.write(f"FID/KID not computed: {exc}")
         points.append(point)
+        if on_point is not None:
+            on_point(point)
     points.sort(key=lambda p: p["bpp"])
     keys = [k for k in points[0] if all(k in p for p in points)]
     extra = ""
@@ -408,24 +416,54 @@ def sweep_cached(
 
     The cache holds the sweep key (:func:`sweep_key`) and the metrics measured; it is used when
     the key matches and every requested metric (LPIPS net, FID patch size included) was measured,
-    otherwise the sweep runs again and replaces it (written atomically).
+    otherwise the sweep runs again and replaces it (written atomically). While a sweep runs, each
+    finished quality is kept in ``<name>.partial.json``, so an interrupted sweep resumes where it
+    stopped (same key and metrics), which matters for long FID sweeps on a busy machine.
     """
     codec = get_codec(name)
     key = sweep_key(codec, files)
     wanted = _metric_names(lpips_model, fid_reference)
-    path = Path(cache_dir).expanduser() / f"{name}.json"
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key and set(wanted) <= set(cached.get("metrics", [])):
-            if progress:
-                print(f"{name}: cached sweep read from {path}")
-            return cached["result"]
-    except (OSError, ValueError, AttributeError):
-        pass  # absent or unreadable: recompute
-    result = sweep(codec, files, progress=progress, lpips_model=lpips_model, fid_reference=fid_reference)
+    folder = Path(cache_dir).expanduser()
+    path, partial_path = folder / f"{name}.json", folder / f"{name}.partial.json"
+    cached = _read_cache(path, key, wanted)
+    if cached is not None:
+        if progress:
+            print(f"{name}: cached sweep read from {path}")
+        return cached["result"]
+    partial = _read_cache(partial_path, key, wanted)
+    done = {p["quality"]: p for p in partial["points"]} if partial else {}
+    if done and progress:
+        print(f"{name}: resuming, {len(done)} of {len(codec.qualities)} qualities read from {partial_path}")
+    collected = list(done.values())
+
+    def keep(point: dict) -> None:
+        collected.append(point)
+        _write_atomic(partial_path, {"key": key, "metrics": wanted, "points": collected})
+
+    result = sweep(
+        codec,
+        files,
+        progress=progress,
+        lpips_model=lpips_model,
+        fid_reference=fid_reference,
+        done=done,
+        on_point=keep,
+    )
     measured = [m for m in wanted if m.split(":")[0] in result["results"]]
     _write_atomic(path, {"key": key, "metrics": measured, "result": result})
+    partial_path.unlink(missing_ok=True)
     return result
+
+
+def _read_cache(path: Path, key: str, wanted: list[str]) -> dict | None:
+    """The cache record at ``path`` if it is for this key and measured every wanted metric."""
+    try:
+        record = json.loads(path.read_text())
+        if record.get("key") == key and set(wanted) <= set(record.get("metrics", [])):
+            return record
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or unreadable: recompute
+    return None
 
 
 def _write_atomic(path: Path, obj: dict) -> None:

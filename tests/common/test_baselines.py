@@ -145,6 +145,34 @@ def test_sweep_cached_reuses_and_recomputes(crops, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "jpeg420.json").read_text())["result"] == with_fid
 
 
+def test_an_interrupted_sweep_resumes_from_its_finished_qualities(crops, tmp_path, monkeypatch):
+    real = CODECS["jpeg420"].encode
+    calls = []
+
+    def dies_at_60(image, q):
+        if q == 60:
+            raise KeyboardInterrupt
+        calls.append(q)
+        return real(image, q)
+
+    small = replace(CODECS["jpeg420"], qualities=(20, 60))
+    monkeypatch.setitem(CODECS, "jpeg420", replace(small, encode=dies_at_60))
+    with pytest.raises(KeyboardInterrupt):
+        sweep_cached("jpeg420", crops[:1], tmp_path, progress=False)
+    partial = json.loads((tmp_path / "jpeg420.partial.json").read_text())
+    assert [p["quality"] for p in partial["points"]] == [20] and calls == [20]
+
+    monkeypatch.setitem(
+        CODECS, "jpeg420", replace(small, encode=lambda im, q: calls.append(q) or real(im, q))
+    )
+    resumed = sweep_cached("jpeg420", crops[:1], tmp_path, progress=False)
+    assert calls == [20, 60] and not (tmp_path / "jpeg420.partial.json").exists()
+    fresh = sweep(small, crops[:1], progress=False)
+    assert resumed["description"] == fresh["description"]
+    for key in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb"):
+        assert resumed["results"][key] == fresh["results"][key], key
+
+
 @pytest.mark.parametrize(
     ("module", "codec", "hint"),
     [("pillow_heif", "hevc", "pip install 'pillow-heif"), ("imagecodecs", "jpegxl", "imagecodecs")],

@@ -12,6 +12,10 @@ if [ -z "${TORCH_HOME:-}" ] && [ -f "$weights" ]; then
   ln -s "$weights" "$TORCH_HOME/hub/checkpoints/"
 fi
 export VAEGAN_SHARED_DATA="$shared" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# Headless Chromium renders compare_models.py's report.html in tests/test_compare_models.py; with
+# VAEGAN_REQUIRE_CHROMIUM set, that test fails instead of skipping when Chromium is missing.
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+export VAEGAN_REQUIRE_CHROMIUM=1
 python -m ruff check .
 python -m ruff format --check .
 python -m pytest -q "$@"

@@ -431,7 +431,8 @@ def sweep_cached(
             print(f"{name}: cached sweep read from {path}")
         return cached["result"]
     partial = _read_cache(partial_path, key, wanted)
-    done = {p["quality"]: p for p in partial["points"]} if partial else {}
+    same = partial is not None and set(partial["metrics"]) == set(wanted)  # points must have equal keys
+    done = {p["quality"]: p for p in partial["points"]} if same else {}
     if done and progress:
         print(f"{name}: resuming, {len(done)} of {len(codec.qualities)} qualities read from {partial_path}")
     collected = list(done.values())

@@ -64,9 +64,12 @@ class DistEnv:
         dist.all_gather_object(out, obj, group=self.control)
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the group this process joined; ``wait=False`` after an error (the others may be
+        waiting in another collective; torchrun stops them when this rank fails)."""
         if self.owns_group and dist.is_initialized():
-            self.barrier()
+            if wait:
+                self.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 

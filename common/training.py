@@ -677,7 +677,6 @@ class Trainer:
                         flush()
                     stop = self.dist.any_true(interrupted["flag"])
                     if self.step % val_every == 0 or self.step == self.total_steps:
-                        flush()
                         self._validate_and_save(val_csv, writer)
                     elif self.step % cfg.save_every == 0:
                         self.save("latest.pth")
@@ -719,9 +718,9 @@ class Trainer:
             atomic_save(state | {"best_val": self.best_val}, self.ckpt_dir / "best_model.pth")
         self.dist.barrier()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Leave the process group if this trainer joined it (``train`` calls this at the end)."""
-        self.dist.close()
+        self.dist.close(wait)
 
 
 class _LogWindow:
@@ -843,8 +842,10 @@ def train(model_cls, argv=None, description: str | None = None) -> int:
     trainer = Trainer(model_cls, model_cfg, cfg)
     try:
         last = trainer.fit()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(wait=False)
+        raise
+    trainer.close()
     if last and trainer.is_main:
         print(
             f"done: step logs in {Path(cfg.output_dir) / 'logs'}; "

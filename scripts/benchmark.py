@@ -10,6 +10,8 @@ The entropy coder's share is measured by timing every ``compress``/``decompress`
 model's entropy models; the rest of ``model.compress``/``model.decompress`` is the network
 (including the float64 CPU hyper-decoder that picks the coding tables). Each figure is the median of
 ``--repeats`` runs after ``--warmup`` runs; peak memory comes from a separate, untimed run.
+Next to wall-clock seconds the report gives this process's CPU seconds (``*_cpu_s``): on a machine
+shared with other jobs, the CPU seconds of a ``--threads 1`` run are what one quiet core would take.
 """
 
 from __future__ import annotations
@@ -174,21 +176,23 @@ def _median(values: list[float]) -> float:
 
 def time_coding(model, x: torch.Tensor, device: torch.device, repeats: int, warmup: int) -> dict:
     timer = EntropyTimer(model)
-    enc, dec, enc_ec, dec_ec = [], [], [], []
+    enc, dec, enc_ec, dec_ec, enc_cpu, dec_cpu = [], [], [], [], [], []
     try:
         for i in range(warmup + repeats):
             timer.reset()
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             compressed = model.compress(x)
             _sync(device)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             x_hat = model.decompress(compressed)
             _sync(device)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             if i >= warmup:
                 enc.append(t1 - t0)
                 dec.append(t2 - t1)
+                enc_cpu.append(c1 - c0)
+                dec_cpu.append(c2 - c1)
                 enc_ec.append(timer.seconds["compress"])
                 dec_ec.append(timer.seconds["decompress"])
         symbols = dict(timer.symbols)
@@ -206,6 +210,8 @@ def time_coding(model, x: torch.Tensor, device: torch.device, repeats: int, warm
         "encode_s": round(e, 4),
         "decode_s": round(d, 4),
         "encode_plus_decode_s": round(e + d, 4),
+        "encode_cpu_s": round(_median(enc_cpu), 4),
+        "decode_cpu_s": round(_median(dec_cpu), 4),
         "encode_network_s": round(e - ee, 4),
         "encode_entropy_s": round(ee, 4),
         "decode_network_s": round(d - de, 4),
@@ -257,20 +263,22 @@ def time_training(model, device: torch.device, args) -> dict:
         x = torch.stack([trainer.train_set[(i, 0, 0)] for i in range(batch)]).to(device)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        times = []
+        times, cpu = [], []
         for i in range(args.warmup + args.repeats):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer.train_step(x)
             _sync(device)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         with peak_memory(device) as mem:
             trainer.train_step(x)
             _sync(device)
     step = _median(times)
     return {
         "train_step_s": round(step, 4),
+        "train_step_cpu_s": round(_median(cpu), 4),
         "train_images_per_s": round(batch / step, 3),
         "train_batch": batch,
         "train_size": size,
@@ -376,6 +384,7 @@ def main(argv=None) -> int:
 
 def _summary(row: dict) -> str:
     text = (
+        f"  CPU seconds: encode {row['encode_cpu_s']:.3f}, decode {row['decode_cpu_s']:.3f}\n"
         f"  encode {row['encode_s']:.3f} s ({row['encode_mpix_per_s']:.3f} MP/s; entropy coding "
         f"{row['encode_entropy_s']:.3f} s), decode {row['decode_s']:.3f} s ({row['decode_mpix_per_s']:.3f} MP/s; "
         f"entropy coding {row['decode_entropy_s']:.3f} s), coder {row['entropy_encode_symbols_per_s']:,} / "

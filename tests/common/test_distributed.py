@@ -131,3 +131,28 @@ def test_single_process_run_does_not_touch_torch_distributed(data_dir, tmp_path,
     trainer = Trainer(VQVAEGAN, VQVAEGANConfig(**TINY_VQ), _cfg(data_dir, tmp_path, max_steps=1))
     assert not trainer.dist.enabled and trainer.g_forward is trainer.model and not dist.is_initialized()
     assert os.environ.get("RANK") is None
+
+
+def test_bf16_autocast_and_channels_last_keep_the_entropy_models_in_float32(data_dir, tmp_path):
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from tests.conftest import TINY_BETA
+
+    cfg = _cfg(data_dir, tmp_path, max_steps=2, amp="bf16", channels_last=True, lambda_perceptual=0.0)
+    torch.manual_seed(0)
+    trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA), cfg)
+    seen = {}  # dtypes in training steps (validation runs in float32)
+
+    def record(name):
+        def hook(module, inputs, out):
+            if module.training:
+                seen[name] = (inputs[0].dtype, out[1].dtype) if name == "gc" else out.dtype
+
+        return hook
+
+    trainer.model.gaussian_conditional.register_forward_hook(record("gc"))
+    trainer.model.g_s.register_forward_hook(record("x_hat"))
+    logs = trainer.fit()
+    assert seen == {"gc": (torch.bfloat16, torch.float32), "x_hat": torch.bfloat16}  # y in, likelihood out
+    assert trainer.model.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in logs.items() if k != "lr") and logs["bpp"] > 0
+    assert read_checkpoint(tmp_path / "checkpoints" / "latest.pth")["step"] == 2

@@ -437,3 +437,125 @@ class CategoricalPrior(nn.Module):
         if symbols.size and (symbols.min() < 0 or symbols.max() >= self.num_symbols):
             raise CorruptFileError("entropy-coded stream decodes to an index outside the codebook")
         return torch.from_numpy(symbols.reshape(shape))
+
+
+# --------------------------------------------------------------------------------------------------
+# Coding in chunks, for contexts the decoder learns as it goes
+
+
+class ChunkEncoder:
+    """Range-codes chunks in order, each symbol with its own table row; escapes follow their chunk.
+
+    Unlike :func:`encode_symbols`, the decoder need not know every table index up front: it may
+    compute the indexes of chunk j from the symbols of chunks < j (e.g. a left-neighbour context).
+    """
+
+    def __init__(self, tables: TableSet):
+        self.counts = tables.counts.cpu().numpy().astype(np.float64)
+        self.offsets = tables.offset.cpu().numpy()
+        self.lengths = tables.length.cpu().numpy()
+        self.encoder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> None:
+        symbols = np.asarray(symbols, dtype=np.int64).ravel()
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        values = symbols - self.offsets[indexes]
+        lengths = self.lengths[indexes]
+        is_escape = (values < 0) | (values >= lengths)
+        family = constriction.stream.model.Categorical(perfect=False)
+        self.encoder.encode(
+            np.where(is_escape, lengths, values).astype(np.int32), family, self.counts[indexes]
+        )
+        escaped = symbols[is_escape]
+        if escaped.size:
+            zigzag = np.where(escaped >= 0, 2 * escaped, -2 * escaped - 1)
+            if zigzag.max() >= ESCAPE_CHUNK**2:
+                raise ValueError("latent value too large to code")
+            uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+            self.encoder.encode((zigzag % ESCAPE_CHUNK).astype(np.int32), uniform)
+            self.encoder.encode((zigzag // ESCAPE_CHUNK).astype(np.int32), uniform)
+
+    def finish(self) -> bytes:
+        return self.encoder.get_compressed().astype("<u4").tobytes()
+
+
+class ChunkDecoder:
+    """Inverse of :class:`ChunkEncoder`: call :meth:`decode` with each chunk's indexes, in order."""
+
+    def __init__(self, data: bytes, tables: TableSet):
+        if len(data) % 4:
+            raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
+        self.counts = tables.counts.cpu().numpy().astype(np.float64)
+        self.offsets = tables.offset.cpu().numpy()
+        self.lengths = tables.length.cpu().numpy()
+        self.decoder = constriction.stream.queue.RangeDecoder(
+            np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        )
+
+    def decode(self, indexes: np.ndarray) -> np.ndarray:
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        if indexes.size and (indexes.min() < 0 or indexes.max() >= len(self.lengths)):
+            raise CorruptFileError("table index out of range")
+        try:
+            family = constriction.stream.model.Categorical(perfect=False)
+            cats = self.decoder.decode(family, self.counts[indexes]).astype(np.int64)
+            lengths = self.lengths[indexes]
+            out = cats + self.offsets[indexes]
+            slots = np.flatnonzero(cats == lengths)
+            if slots.size:
+                uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+                low = self.decoder.decode(uniform, slots.size).astype(np.int64)
+                high = self.decoder.decode(uniform, slots.size).astype(np.int64)
+                zigzag = high * ESCAPE_CHUNK + low
+                out[slots] = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
+        except (AssertionError, RuntimeError, ValueError, OverflowError) as exc:  # constriction's errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptFileError(f"entropy-coded stream is damaged ({first})") from None
+        return out
+
+
+class LeftContextPrior(CategoricalPrior):
+    """Indices on a (B, h, w) grid, each coded with the row of its left neighbour's index.
+
+    Row 0 serves the first column; row i + 1 the symbols whose left neighbour is i. Neighbouring
+    latents of natural images often pick the same or related codes, which a marginal cannot see.
+    The decoder recovers one column at a time (every row of a column at once), so decoding costs
+    w sequential coder calls, not h * w.
+    """
+
+    def __init__(self, num_symbols: int, logit_scale: float = 100.0):
+        super().__init__(num_symbols, num_symbols + 1, logit_scale)
+
+    @staticmethod
+    def left_contexts(symbols: torch.Tensor) -> torch.Tensor:
+        ctx = torch.zeros_like(symbols)
+        ctx[..., 1:] = symbols[..., :-1] + 1
+        return ctx
+
+    def forward(self, symbols: torch.Tensor, contexts: torch.Tensor | None = None) -> torch.Tensor:
+        symbols = symbols.detach().long()
+        return super().forward(symbols, self.left_contexts(symbols))
+
+    def compress(self, symbols: torch.Tensor, contexts: torch.Tensor | None = None) -> bytes:
+        symbols = symbols.detach().cpu().long()
+        if symbols.numel() and (symbols.min() < 0 or symbols.max() >= self.num_symbols):
+            raise ValueError(f"symbols must lie in [0, {self.num_symbols})")
+        ctx = self.left_contexts(symbols).numpy()
+        coder = ChunkEncoder(self.tables)
+        for j in range(symbols.shape[-1]):
+            coder.encode(symbols[..., j].numpy(), ctx[..., j])
+        return coder.finish()
+
+    def decompress(
+        self, data: bytes, shape: tuple[int, ...], contexts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = np.zeros(shape, dtype=np.int64)
+        decoder = ChunkDecoder(data, self.tables)
+        ctx = np.zeros(shape[:-1], dtype=np.int64)
+        for j in range(shape[-1]):
+            column = decoder.decode(ctx)
+            if column.size and (column.min() < 0 or column.max() >= self.num_symbols):
+                raise CorruptFileError("entropy-coded stream decodes to an index outside the codebook")
+            out[..., j] = column.reshape(shape[:-1])
+            ctx = out[..., j] + 1
+        return torch.from_numpy(out)

@@ -7,7 +7,7 @@ transformers for high-resolution image synthesis"), and residual VQ with quantiz
 
     x --g_a--> y --[VQ stage 0]--> i_0 --+--[VQ stage 1 on y - e_0(i_0)]--> i_1 -- ... --> i_{S-1}
                                          |                       |
-            p_0(i_0)  (one categorical)  |   p_1(i_1 | i_0)  (one row per i_0)   ...   (range coder)
+    p_0(i_0 | its left neighbour)        |   p_1(i_1 | i_0)  (one row per i_0)   ...   (range coder)
                                          v                       v
     y_hat = e_0(i_0) + e_1(i_1) + ... (first k stages) --g_s--> x_hat        D(x or x_hat) -> patch logits
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from common.bitstream import MAX_STREAMS, Compressed
 from common.contract import CompressionModel, ModelOutput
-from common.entropy import CategoricalPrior
+from common.entropy import CategoricalPrior, LeftContextPrior
 from common.errors import VAEGANError
 from common.layers import PatchTrunk, ResidualBlock, conv, deconv, pad_to_multiple
 from vq_vae_gan.quantizer import ResidualVQ
@@ -46,6 +46,7 @@ class VQVAEGANConfig:
     dead_code_threshold: float = 1.0  # codes used less than this per batch (EMA) are re-seeded
     quantizer_dropout: float = 0.5  # share of training images decoded from a random number of stages
     adaptive_weight: bool = True  # VQGAN's gradient-norm balance of the adversarial term
+    stage0_context: str = "left"  # prior of stage 0: "left" (row of the left neighbour's index) or "none"
 
 
 class PatchDiscriminator(nn.Module):
@@ -73,6 +74,8 @@ def _check(config: VQVAEGANConfig) -> None:
         raise VAEGANError("--num_embeddings must be at least 2")
     if not 0 <= config.ema_decay < 1:
         raise VAEGANError("--ema_decay must lie in [0, 1)")
+    if config.stage0_context not in ("left", "none"):
+        raise VAEGANError(f"--stage0_context must be 'left' or 'none', got {config.stage0_context!r}")
 
 
 class VQVAEGAN(CompressionModel):
@@ -94,9 +97,7 @@ class VQVAEGAN(CompressionModel):
         down = [m for _ in range(levels - 1) for m in (act(), ResidualBlock(C), conv(C, C))]
         up = [m for _ in range(levels - 1) for m in (deconv(C, C), act(), ResidualBlock(C))]
         self.g_a = nn.Sequential(conv(3, C), *down, act(), ResidualBlock(C), nn.Conv2d(C, D, 1))
-        self.g_s = nn.Sequential(
-            nn.Conv2d(D, C, 3, padding=1), ResidualBlock(C), *up, act(), deconv(C, 3)
-        )
+        self.g_s = nn.Sequential(nn.Conv2d(D, C, 3, padding=1), ResidualBlock(C), *up, act(), deconv(C, 3))
         self.quantizer = ResidualVQ(
             config.num_quantizers,
             K,
@@ -104,9 +105,11 @@ class VQVAEGAN(CompressionModel):
             decay=config.ema_decay,
             dead_code_threshold=config.dead_code_threshold,
         )
-        # Stage 0: one categorical; stage s > 0: one row per index of stage s - 1 at the same place.
+        # Stage 0: one row per index of its left neighbour (or one categorical); stage s > 0: one row
+        # per index of stage s - 1 at the same place.
+        first = LeftContextPrior(K) if config.stage0_context == "left" else CategoricalPrior(K, 1)
         self.priors = nn.ModuleList(
-            CategoricalPrior(K, 1 if s == 0 else K) for s in range(config.num_quantizers)
+            [first] + [CategoricalPrior(K, K) for _ in range(1, config.num_quantizers)]
         )
         self.register_buffer("usage", torch.zeros(config.num_quantizers, K), persistent=False)
         self.coding_stages: int | None = None  # runtime setting (see with_stages); not in the weights

@@ -94,3 +94,51 @@ def test_training_mode_likelihood_uses_noise():
     _, a = gc(y, torch.ones_like(y), torch.zeros_like(y))
     _, b = gc(y, torch.ones_like(y), torch.zeros_like(y))
     assert not torch.equal(a, b)
+
+
+def test_chunks_round_trip_with_contexts_learned_while_decoding(rng):
+    from common.entropy import ChunkDecoder, ChunkEncoder
+
+    tables = _tables([[0.25, 0.5, 0.25], [0.1] * 9, [0.9, 0.1]], [-1, -4, 0])
+    chunks = [rng.integers(-2, 3, size=50) for _ in range(6)]
+    chunks[2][:2] = [70000, -5]  # escapes inside a chunk
+    indexes = [np.zeros(50, dtype=np.int64)] + [np.abs(c) % 3 for c in chunks[:-1]]  # from the previous chunk
+    enc = ChunkEncoder(tables)
+    for c, i in zip(chunks, indexes):
+        enc.encode(c, i)
+    dec = ChunkDecoder(enc.finish(), tables)
+    ctx = np.zeros(50, dtype=np.int64)
+    for c in chunks:
+        out = dec.decode(ctx)
+        assert np.array_equal(out, c)
+        ctx = np.abs(out) % 3
+    with pytest.raises(CorruptFileError):
+        ChunkDecoder(b"abc", tables)
+    with pytest.raises(CorruptFileError, match="table index"):
+        ChunkDecoder(enc.finish(), tables).decode(np.array([5]))
+
+
+def test_left_context_prior_codes_a_grid_and_its_rate_matches_the_bytes(rng):
+    from common.entropy import LeftContextPrior
+
+    K = 8
+    prior = LeftContextPrior(K)
+    # a grid where each index mostly repeats its left neighbour: the context model should see it
+    grid = np.zeros((2, 16, 64), dtype=np.int64)
+    grid[..., 0] = rng.integers(0, K, size=(2, 16))
+    for j in range(1, 64):
+        change = rng.random((2, 16)) < 0.1
+        grid[..., j] = np.where(change, rng.integers(0, K, size=(2, 16)), grid[..., j - 1])
+    symbols = torch.from_numpy(grid)
+    opt = torch.optim.Adam(prior.parameters(), lr=0.005)  # logits move by about logit_scale * lr a step
+    for _ in range(150):
+        loss = -torch.log2(prior(symbols)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    prior.update()
+    data = prior.compress(symbols)
+    assert torch.equal(prior.decompress(data, tuple(symbols.shape)), symbols)
+    estimate = float(-torch.log2(prior(symbols)).sum())
+    assert abs(8 * len(data) - estimate) < 0.05 * estimate + 64
+    assert 8 * len(data) < 0.5 * symbols.numel() * np.log2(K)  # far below fixed-length indices

@@ -134,9 +134,13 @@ def test_evaluate_sweeps_stages_into_rate_points(tiny_vq_path, shared_data, tmp_
     for row in result["index_coding"]:
         assert row["fixed_length_bits_per_index"] == 4.0
         assert 0 < row["bits_per_index"] and len(row["bits_per_index_per_stage"]) == row["stages"]
+        usage = row["codebook_usage_per_stage"]
+        assert len(usage) == row["stages"] and all(0 < u <= 1 for u in usage)
+        assert all(0 <= e <= 4.0 + 1e-9 for e in row["index_entropy_per_stage"])
     files = sorted((tmp_path / "tiny_vq-stages1" / "bitstreams").iterdir())
     assert len(files) == 1 and (tmp_path / "tiny_vq-stages2" / "per_image.csv").exists()
-    assert "bits per index" in r.stdout and "fixed-length" in r.stdout
+    assert "bits per index" in r.stdout and "fixed-length" in r.stdout and "codebook usage" in r.stdout
+    assert len(result["results"]["codebook_usage"]) == 2
 
 
 def test_evaluate_refuses_another_family(tmp_path, tiny_beta_path):

@@ -394,7 +394,8 @@ def _summary(row: dict) -> str:
     if "train_images_per_s" in row:
         text += (
             f"\n  training {row['train_images_per_s']:.2f} images/s ({row['train_size']} px, batch "
-            f"{row['train_batch']}), peak {row['train_peak_memory_mb']} MB"
+            f"{row['train_batch']}; {row['train_step_cpu_s']:.3f} CPU s per step), "
+            f"peak {row['train_peak_memory_mb']} MB"
         )
     return text
 

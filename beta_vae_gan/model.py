@@ -25,7 +25,7 @@ from torch import nn
 from common.bitstream import Compressed
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
-from common.layers import GDN, PatchTrunk, conv, deconv, pad_to_multiple
+from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis, pad_to_multiple
 
 
 @dataclass
@@ -64,16 +64,8 @@ class BetaVAEGAN(CompressionModel):
     def __init__(self, config: BetaVAEGANConfig):
         super().__init__(config)
         N, M = config.N, config.M
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(
-            deconv(M, N),
-            GDN(N, inverse=True),
-            deconv(N, N),
-            GDN(N, inverse=True),
-            deconv(N, N),
-            GDN(N, inverse=True),
-            deconv(N, 3),
-        )
+        self.g_a = gdn_analysis(3, N, M)
+        self.g_s = gdn_synthesis(M, N, 3)
         self.h_a = nn.Sequential(
             conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
         )

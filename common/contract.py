@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -60,6 +61,16 @@ class CompressionModel(nn.Module):
 
     def ready_to_code(self) -> bool:
         return all(m.tables.ready for m in self.entropy_models())
+
+    def view(self, **settings):
+        """A shallow copy with some runtime settings changed (e.g. how many stages or levels to code).
+
+        Parameters, buffers and submodules are the same objects, so the view has the same identity.
+        """
+        view = copy.copy(self)
+        for name, value in settings.items():
+            setattr(view, name, value)
+        return view
 
     def rate_weights(self) -> dict[str, float]:
         """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""

@@ -17,6 +17,24 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
     )
 
 
+def gdn_analysis(in_ch: int, N: int, out_ch: int) -> nn.Sequential:
+    """Ballé's analysis transform: four 5x5 stride-2 convolutions with GDN between (1/16 resolution)."""
+    return nn.Sequential(conv(in_ch, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, out_ch))
+
+
+def gdn_synthesis(in_ch: int, N: int, out_ch: int) -> nn.Sequential:
+    """The mirror of :func:`gdn_analysis`: four transposed convolutions with inverse GDN between."""
+    return nn.Sequential(
+        deconv(in_ch, N),
+        GDN(N, inverse=True),
+        deconv(N, N),
+        GDN(N, inverse=True),
+        deconv(N, N),
+        GDN(N, inverse=True),
+        deconv(N, out_ch),
+    )
+
+
 class _LowerBound(torch.autograd.Function):
     """max(x, bound) whose gradient still flows when x is below the bound but wants to rise."""
 

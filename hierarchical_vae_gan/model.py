@@ -33,7 +33,16 @@ from common.bitstream import MAX_STREAMS, Compressed
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
 from common.errors import VAEGANError
-from common.layers import GDN, PatchTrunk, ResidualBlock, SelfAttention2d, conv, deconv, pad_to_multiple
+from common.layers import (
+    PatchTrunk,
+    ResidualBlock,
+    SelfAttention2d,
+    conv,
+    deconv,
+    gdn_analysis,
+    gdn_synthesis,
+    pad_to_multiple,
+)
 
 
 @dataclass
@@ -171,7 +180,7 @@ class HierarchicalVAEGAN(CompressionModel):
         self.pad_multiple = 16 * 2 ** (L - 1)
         self._level_betas = parse_level_betas(config)
         attn_from = L - config.attention_levels
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, N))
+        self.g_a = gdn_analysis(3, N, N)
         self.down = nn.ModuleList(
             nn.Sequential(
                 _act(),
@@ -182,15 +191,7 @@ class HierarchicalVAEGAN(CompressionModel):
             for level in range(1, L)
         )
         self.top_down = TopDown(L, N, M, config.attention_levels, config.attention_heads)
-        self.g_s = nn.Sequential(
-            deconv(N, N),
-            GDN(N, inverse=True),
-            deconv(N, N),
-            GDN(N, inverse=True),
-            deconv(N, N),
-            GDN(N, inverse=True),
-            deconv(N, 3),
-        )
+        self.g_s = gdn_synthesis(N, N, 3)
         self.entropy_bottleneck = EntropyBottleneck(M)  # top level
         self.gaussian_conditional = GaussianConditional()  # every other level (one scale table)
         self.coding_levels: int | None = None  # runtime setting (see with_levels); not in the weights
@@ -207,9 +208,7 @@ class HierarchicalVAEGAN(CompressionModel):
     def with_levels(self, k: int) -> HierarchicalVAEGAN:
         """A view sharing these weights that codes (and evaluates) only the top k levels."""
         self._levels(k)
-        view = copy.copy(self)  # shallow: parameters, buffers and submodules are the same objects
-        view.coding_levels = k
-        return view
+        return self.view(coding_levels=k)
 
     def rate_weights(self) -> dict[str, float]:
         return {f"l{level}": b for level, b in enumerate(self._level_betas)}

@@ -18,7 +18,6 @@ cross-entropy in bits, and ``--beta`` only fits them (it does not push the encod
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -126,9 +125,7 @@ class VQVAEGAN(CompressionModel):
     def with_stages(self, k: int) -> VQVAEGAN:
         """A view sharing these weights whose evaluation forward and ``compress`` use the first k stages."""
         self._stages(k)
-        view = copy.copy(self)  # shallow: parameters, buffers and submodules are the same objects
-        view.coding_stages = k
-        return view
+        return self.view(coding_stages=k)
 
     # ---- training -----------------------------------------------------------------------------
 

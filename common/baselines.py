@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from common.datasets import load_image
 from common.errors import VAEGANError
+from common.evaluation import finish_patch_fid
 from common.metrics import MetricError, PatchFID, lpips_distance, ms_ssim, psnr, ssim
 
 CACHE_VERSION = 1  # bump when scoring changes, so every cached sweep is recomputed
@@ -361,11 +362,7 @@ def sweep(
             rows.append(row)
         point = {"quality": q, **{k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}}
         if patch_fid is not None:
-            fid_reference.save()
-            try:
-                point.update(patch_fid.compute())
-            except MetricError as exc:  # e.g. every image smaller than one patch
-                tqdm.write(f"FID/KID not computed: {exc}")
+            point.update(finish_patch_fid(patch_fid, fid_reference))
         points.append(point)
         if on_point is not None:
             on_point(point)

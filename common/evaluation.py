@@ -238,16 +238,22 @@ def evaluate_checkpoint(
         raise VAEGANError("no image could be evaluated")
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in IMAGE_KEYS if k in rows[0]}
     if patch_fid is not None:
-        fid_reference.save()
-        try:
-            summary.update(patch_fid.compute())
-        except MetricError as exc:  # e.g. every image smaller than one patch
-            tqdm.write(f"FID/KID not computed: {exc}")
+        summary.update(finish_patch_fid(patch_fid, fid_reference))
     with open(out_dir / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return summary, rows
+
+
+def finish_patch_fid(patch_fid: PatchFID, reference: ReferenceFeatures) -> dict:
+    """FID/KID of a finished set (the reference features cached for next time); {} when not computable."""
+    reference.save()
+    try:
+        return patch_fid.compute()
+    except MetricError as exc:  # e.g. every image smaller than one patch
+        tqdm.write(f"FID/KID not computed: {exc}")
+        return {}
 
 
 def compressai_json(name: str, description: str, points: list[dict]) -> dict:

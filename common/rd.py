@@ -81,6 +81,20 @@ def _missing(anchor: dict, test: dict, metric: str) -> dict | None:
     return None
 
 
+def _fronts(anchor: dict, test: dict, metric: str):
+    """Both curves' RD fronts and their point counts, or the failure dict when a BD value cannot exist."""
+    if (failure := _missing(anchor, test, metric)) is not None:
+        return failure
+    ra, qa, da = _rd_points(anchor, metric)
+    rt, qt, dt = _rd_points(test, metric)
+    counts = {"points": (len(ra), len(rt)), "dropped": (da, dt)}
+    if len(ra) < 2 or len(rt) < 2:
+        return _bd_failure(
+            metric, f"need at least 2 RD points per curve, have {len(ra)} and {len(rt)}", **counts
+        )
+    return (ra, qa), (rt, qt), counts
+
+
 def bd_rate(anchor: dict, test: dict, metric: str = "psnr-rgb") -> dict:
     """Average rate difference (percent) of ``test`` against ``anchor`` at equal ``metric``.
 
@@ -93,15 +107,10 @@ def bd_rate(anchor: dict, test: dict, metric: str = "psnr-rgb") -> dict:
     """
     from scipy.interpolate import PchipInterpolator
 
-    if (failure := _missing(anchor, test, metric)) is not None:
-        return failure
-    ra, qa, da = _rd_points(anchor, metric)
-    rt, qt, dt = _rd_points(test, metric)
-    counts = {"points": (len(ra), len(rt)), "dropped": (da, dt)}
-    if len(ra) < 2 or len(rt) < 2:
-        return _bd_failure(
-            metric, f"need at least 2 RD points per curve, have {len(ra)} and {len(rt)}", **counts
-        )
+    prepared = _fronts(anchor, test, metric)
+    if isinstance(prepared, dict):
+        return prepared
+    (ra, qa), (rt, qt), counts = prepared
     lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
     if lo >= hi:
         return _bd_failure(metric, "the curves' metric ranges do not overlap", **counts)
@@ -128,15 +137,10 @@ def bd_metric(anchor: dict, test: dict, metric: str = "psnr-rgb") -> dict:
     """
     from scipy.interpolate import PchipInterpolator
 
-    if (failure := _missing(anchor, test, metric)) is not None:
-        return failure
-    ra, qa, da = _rd_points(anchor, metric)
-    rt, qt, dt = _rd_points(test, metric)
-    counts = {"points": (len(ra), len(rt)), "dropped": (da, dt)}
-    if len(ra) < 2 or len(rt) < 2:
-        return _bd_failure(
-            metric, f"need at least 2 RD points per curve, have {len(ra)} and {len(rt)}", **counts
-        )
+    prepared = _fronts(anchor, test, metric)
+    if isinstance(prepared, dict):
+        return prepared
+    (ra, qa), (rt, qt), counts = prepared
     la, lt = np.log(ra), np.log(rt)
     lo, hi = max(la[0], lt[0]), min(la[-1], lt[-1])
     if lo >= hi:

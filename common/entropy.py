@@ -104,6 +104,48 @@ def _groups(indexes: np.ndarray):
     return order, list(zip(tables.tolist(), starts.tolist(), ends.tolist()))
 
 
+# constriction signals data that no symbol of the model can produce with these
+CONSTRICTION_ERRORS = (AssertionError, RuntimeError, ValueError, OverflowError)
+
+
+def _damaged(exc: Exception) -> CorruptFileError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CorruptFileError(f"entropy-coded stream is damaged ({first})")
+
+
+def _range_decoder(data: bytes):
+    if len(data) % 4:
+        raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+
+
+def _checked_indexes(indexes: np.ndarray, num_tables: int) -> np.ndarray:
+    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    if indexes.size and (indexes.min() < 0 or indexes.max() >= num_tables):
+        raise CorruptFileError("table index out of range")
+    return indexes
+
+
+def _encode_escapes(encoder, escaped: np.ndarray) -> None:
+    """Values outside their table, as two 16-bit halves of their zig-zag code."""
+    if not escaped.size:
+        return
+    zigzag = np.where(escaped >= 0, 2 * escaped, -2 * escaped - 1)
+    if zigzag.max() >= ESCAPE_CHUNK**2:
+        raise ValueError("latent value too large to code")
+    uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+    encoder.encode((zigzag % ESCAPE_CHUNK).astype(np.int32), uniform)
+    encoder.encode((zigzag // ESCAPE_CHUNK).astype(np.int32), uniform)
+
+
+def _decode_escapes(decoder, count: int) -> np.ndarray:
+    uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
+    low = decoder.decode(uniform, count).astype(np.int64)
+    high = decoder.decode(uniform, count).astype(np.int64)
+    zigzag = high * ESCAPE_CHUNK + low
+    return np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
+
+
 def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: TableSet) -> bytes:
     """Range-code integer ``symbols``, each with the table row named by ``indexes``."""
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
@@ -121,13 +163,7 @@ def encode_symbols(symbols: np.ndarray, indexes: np.ndarray, tables: TableSet) -
         encoder.encode(np.where(is_escape, lengths[t], values).astype(np.int32), models[t])
         escaped.append(sorted_sym[start:end][is_escape])
     escaped = np.concatenate(escaped) if escaped else np.zeros(0, dtype=np.int64)
-    if escaped.size:
-        zigzag = np.where(escaped >= 0, 2 * escaped, -2 * escaped - 1)
-        if zigzag.max() >= ESCAPE_CHUNK**2:
-            raise ValueError("latent value too large to code")
-        uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
-        encoder.encode((zigzag % ESCAPE_CHUNK).astype(np.int32), uniform)
-        encoder.encode((zigzag // ESCAPE_CHUNK).astype(np.int32), uniform)
+    _encode_escapes(encoder, escaped)
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
@@ -139,16 +175,11 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.nda
     with zero words by constriction and decodes to symbols, so its damage is caught by the file's
     checksum, not here.
     """
-    if len(data) % 4:
-        raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
-    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    decoder = _range_decoder(data)
     offsets = tables.offset.cpu().numpy()
     lengths = tables.length.cpu().numpy()
-    if indexes.size and (indexes.min() < 0 or indexes.max() >= len(lengths)):
-        raise CorruptFileError("table index out of range")
+    indexes = _checked_indexes(indexes, len(lengths))
     models = tables.models()
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
     order, groups = _groups(indexes)
     out_sorted = np.empty(indexes.size, dtype=np.int64)
     escape_slots = []
@@ -160,14 +191,9 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.nda
             escape_slots.append(np.flatnonzero(is_escape) + start)
         slots = np.concatenate(escape_slots) if escape_slots else np.zeros(0, dtype=np.int64)
         if slots.size:
-            uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
-            low = decoder.decode(uniform, slots.size).astype(np.int64)
-            high = decoder.decode(uniform, slots.size).astype(np.int64)
-            zigzag = high * ESCAPE_CHUNK + low
-            out_sorted[slots] = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
-    except (AssertionError, RuntimeError, ValueError, OverflowError) as exc:  # constriction's errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(f"entropy-coded stream is damaged ({first})") from None
+            out_sorted[slots] = _decode_escapes(decoder, slots.size)
+    except CONSTRICTION_ERRORS as exc:
+        raise _damaged(exc) from None
     out = np.empty_like(out_sorted)
     out[order] = out_sorted
     return out
@@ -466,14 +492,7 @@ class ChunkEncoder:
         self.encoder.encode(
             np.where(is_escape, lengths, values).astype(np.int32), family, self.counts[indexes]
         )
-        escaped = symbols[is_escape]
-        if escaped.size:
-            zigzag = np.where(escaped >= 0, 2 * escaped, -2 * escaped - 1)
-            if zigzag.max() >= ESCAPE_CHUNK**2:
-                raise ValueError("latent value too large to code")
-            uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
-            self.encoder.encode((zigzag % ESCAPE_CHUNK).astype(np.int32), uniform)
-            self.encoder.encode((zigzag // ESCAPE_CHUNK).astype(np.int32), uniform)
+        _encode_escapes(self.encoder, symbols[is_escape])
 
     def finish(self) -> bytes:
         return self.encoder.get_compressed().astype("<u4").tobytes()
@@ -483,19 +502,13 @@ class ChunkDecoder:
     """Inverse of :class:`ChunkEncoder`: call :meth:`decode` with each chunk's indexes, in order."""
 
     def __init__(self, data: bytes, tables: TableSet):
-        if len(data) % 4:
-            raise CorruptFileError("entropy-coded stream has a length that is not a multiple of 4")
+        self.decoder = _range_decoder(data)
         self.counts = tables.counts.cpu().numpy().astype(np.float64)
         self.offsets = tables.offset.cpu().numpy()
         self.lengths = tables.length.cpu().numpy()
-        self.decoder = constriction.stream.queue.RangeDecoder(
-            np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        )
 
     def decode(self, indexes: np.ndarray) -> np.ndarray:
-        indexes = np.asarray(indexes, dtype=np.int64).ravel()
-        if indexes.size and (indexes.min() < 0 or indexes.max() >= len(self.lengths)):
-            raise CorruptFileError("table index out of range")
+        indexes = _checked_indexes(indexes, len(self.lengths))
         try:
             family = constriction.stream.model.Categorical(perfect=False)
             cats = self.decoder.decode(family, self.counts[indexes]).astype(np.int64)
@@ -503,14 +516,9 @@ class ChunkDecoder:
             out = cats + self.offsets[indexes]
             slots = np.flatnonzero(cats == lengths)
             if slots.size:
-                uniform = constriction.stream.model.Uniform(ESCAPE_CHUNK)
-                low = self.decoder.decode(uniform, slots.size).astype(np.int64)
-                high = self.decoder.decode(uniform, slots.size).astype(np.int64)
-                zigzag = high * ESCAPE_CHUNK + low
-                out[slots] = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
-        except (AssertionError, RuntimeError, ValueError, OverflowError) as exc:  # constriction's errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CorruptFileError(f"entropy-coded stream is damaged ({first})") from None
+                out[slots] = _decode_escapes(self.decoder, slots.size)
+        except CONSTRICTION_ERRORS as exc:
+            raise _damaged(exc) from None
         return out
 
 

@@ -135,7 +135,7 @@ def build_model(family: str, config: dict):
         raise CheckpointError(f"{family} config {config} does not build a model ({exc})") from None
 
 
-def _widen(state: dict, reference: dict) -> dict:
+def widen_state(state: dict, reference: dict) -> dict:
     """Cast compactly stored tensors (float16 weights, int32 tables) back to the model's dtypes."""
     return {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
 
@@ -148,7 +148,7 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
         raise CheckpointError(f"{path} holds a {family} model, but a {expect_family} model was expected")
     model = build_model(family, ckpt["config"])
     try:
-        model.load_state_dict(_widen(ckpt["model"], model.state_dict()))
+        model.load_state_dict(widen_state(ckpt["model"], model.state_dict()))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")  # the first differing key

@@ -32,8 +32,10 @@ def main(argv=None) -> int:
         help="bits per level and progressive decoding from the top k levels",
     )
     plan = []  # (checkpoint, model, point name, levels decoded)
+    parsed = {}  # the arguments evaluate_main parsed
 
     def points_of(args, models):
+        parsed["args"] = args
         points = []
         for path, model in zip(args.model_path, models):
             stem = Path(path).stem
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
         return points
 
     result, _ = evaluate_main(FAMILY, argv, parser, points_of)
-    args = parser.parse_args(argv)
+    args = parsed["args"]
     if not args.compare_bits:
         return 0
     out = Path(args.output_dir)

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.checkpoint import _widen, build_model, export_model, read_checkpoint  # noqa: E402
+from common.checkpoint import build_model, export_model, read_checkpoint, widen_state  # noqa: E402
 from common.cli import run_cli  # noqa: E402
 from common.datasets import list_images, load_image, resolve_set, to_tensor  # noqa: E402
 from common.entropy import LeftContextPrior  # noqa: E402
@@ -90,19 +90,16 @@ def upgraded_model(path: str):
     if ckpt["family"] != "vq_vae_gan":
         raise CheckpointError(f"{path} holds a {ckpt['family']} model, but a vq_vae_gan model was expected")
     model = build_model("vq_vae_gan", ckpt["config"])
-    reference = model.state_dict()
-    weights = {k: v for k, v in _widen(ckpt["model"], reference).items() if not k.startswith("priors.")}
+    state = widen_state(ckpt["model"], model.state_dict())
+    weights = {k: v for k, v in state.items() if not k.startswith("priors.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or any(not k.startswith("priors.") for k in missing):
         raise CheckpointError(f"{path}: weights do not fit the vq_vae_gan config")
     model.trained_priors = False
     try:  # the trained priors, when their layout is this version's: to report what counting gains
-        priors = {
-            k[len("priors.") :]: v
-            for k, v in _widen(ckpt["model"], reference).items()
-            if k.startswith("priors.")
-        }
-        model.priors.load_state_dict(priors)
+        model.priors.load_state_dict(
+            {k[len("priors.") :]: v for k, v in state.items() if k.startswith("priors.")}
+        )
         model.trained_priors = True
     except RuntimeError:
         pass

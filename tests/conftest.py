@@ -15,6 +15,24 @@ SHARED_DATA = Path(os.environ.get("VAEGAN_SHARED_DATA", ROOT.parent / "shared" /
 TINY_BETA = {"N": 16, "M": 24, "disc_channels": 8}
 
 
+def tiny_train_config(data_dir: Path, out: Path, **kw):
+    """A TrainConfig for a few CPU steps on :func:`make_image_splits` folders ("train", "val"):
+    64 px crops, batch 2, a log row every step, one thread; ``kw`` overrides or adds fields."""
+    from common.training import TrainConfig
+
+    base = dict(
+        output_dir=str(out),
+        data_dir=str(data_dir),
+        train_sets=["train"],
+        val_sets=["val"],
+        batch_size=2,
+        patch_size=64,
+        log_every=1,
+        threads=1,
+    )
+    return TrainConfig(**(base | kw))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "kodak").is_dir():

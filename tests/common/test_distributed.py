@@ -12,7 +12,7 @@ from common.checkpoint import read_checkpoint
 from common.distributed import split_batch
 from common.errors import VAEGANError
 from common.training import TrainConfig, Trainer
-from tests.conftest import make_image_splits
+from tests.conftest import make_image_splits, tiny_train_config
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 
 # No noise in the forward pass (quantizer dropout off), so one process and two can be compared
@@ -34,26 +34,19 @@ def data_dir(tmp_path_factory):
 
 def _cfg(data_dir, out, **kw) -> TrainConfig:
     base = dict(
-        output_dir=str(out),
-        data_dir=str(data_dir),
-        train_sets=["train"],
-        val_sets=["val"],
         batch_size=4,  # global
-        patch_size=64,
         lr=1e-3,
         warmup_steps=1,
         min_lr_ratio=1.0,
-        log_every=1,
         val_images=1,
         lambda_adv=0.1,
         disc_start=0,
         lambda_perceptual=0.5,
         perceptual="feature_matching",
         seed=3,
-        threads=1,
         device="cpu",
     )
-    return TrainConfig(**(base | kw))
+    return tiny_train_config(data_dir, out, **(base | kw))
 
 
 def _run(data_dir, out, **kw) -> dict:

@@ -15,8 +15,8 @@ from common import evaluation as E
 from common import metrics as M
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
-from common.training import TrainConfig, Trainer, feature_matching_loss
-from tests.conftest import TINY_BETA, make_image_splits, random_image
+from common.training import Trainer, feature_matching_loss
+from tests.conftest import TINY_BETA, make_image_splits, random_image, tiny_train_config
 
 SHARED_DATA = Path(
     os.environ.get("VAEGAN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -177,23 +177,9 @@ def data_dir(tmp_path):
 
 def _cfg(data_dir, out, **kw):
     base = dict(
-        output_dir=str(out),
-        data_dir=str(data_dir),
-        train_sets=["train"],
-        val_sets=["val"],
-        batch_size=2,
-        patch_size=64,
-        warmup_steps=1,
-        log_every=1,
-        val_images=1,
-        lambda_adv=0.1,
-        disc_start=0,
-        lambda_perceptual=1.0,
-        max_steps=2,
-        seed=0,
-        threads=1,
+        warmup_steps=1, val_images=1, lambda_adv=0.1, disc_start=0, lambda_perceptual=1.0, max_steps=2, seed=0
     )
-    return TrainConfig(**(base | kw))
+    return tiny_train_config(data_dir, out, **(base | kw))
 
 
 def test_feature_matching_fallback_without_lpips_weights(data_dir, tmp_path, monkeypatch, capsys):

@@ -9,8 +9,8 @@ import torch
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import load_model, read_checkpoint
 from common.errors import CheckpointError, DataError
-from common.training import TrainConfig, Trainer, lr_at
-from tests.conftest import TINY_BETA, make_image_splits
+from common.training import Trainer, lr_at
+from tests.conftest import TINY_BETA, make_image_splits, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -19,24 +19,8 @@ def data_dir(tmp_path_factory):
 
 
 def _cfg(data_dir, out, **kw):
-    base = dict(
-        output_dir=str(out),
-        data_dir=str(data_dir),
-        train_sets=["train"],
-        val_sets=["val"],
-        batch_size=2,
-        patch_size=64,
-        lr=1e-3,
-        warmup_steps=1,
-        min_lr_ratio=1.0,
-        log_every=1,
-        val_images=2,
-        lambda_adv=0.1,
-        disc_start=2,
-        seed=3,
-        threads=1,
-    )
-    return TrainConfig(**(base | kw))
+    base = dict(lr=1e-3, warmup_steps=1, min_lr_ratio=1.0, val_images=2, lambda_adv=0.1, disc_start=2, seed=3)
+    return tiny_train_config(data_dir, out, **(base | kw))
 
 
 def _trainer(cfg):

@@ -19,8 +19,8 @@ import torch
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
-from common.training import TrainConfig, Trainer
-from tests.conftest import ROOT, make_image_splits
+from common.training import Trainer
+from tests.conftest import ROOT, make_image_splits, tiny_train_config
 
 ENV = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
 MAX_STEPS = 120  # long enough that a random kill lands mid-run even on a fast machine
@@ -194,21 +194,7 @@ def test_sigkill_during_a_large_write_keeps_the_previous_checkpoint(tmp_path):
 
 
 def _trainer(data_dir: Path, out: Path, **kw) -> Trainer:
-    cfg = TrainConfig(
-        output_dir=str(out),
-        data_dir=str(data_dir),
-        train_sets=["train"],
-        val_sets=["val"],
-        batch_size=2,
-        patch_size=64,
-        warmup_steps=1,
-        log_every=1,
-        val_images=1,
-        lambda_adv=0.0,
-        threads=1,
-        device="cpu",
-        **kw,
-    )
+    cfg = tiny_train_config(data_dir, out, warmup_steps=1, val_images=1, lambda_adv=0.0, device="cpu", **kw)
     torch.manual_seed(0)
     return Trainer(BetaVAEGAN, BetaVAEGANConfig(N=8, M=8, disc_channels=4), cfg)
 

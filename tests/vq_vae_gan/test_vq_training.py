@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from common.checkpoint import load_model
-from common.training import TrainConfig, Trainer, adaptive_weight
-from tests.conftest import make_image_splits
+from common.training import Trainer, adaptive_weight
+from tests.conftest import make_image_splits, tiny_train_config
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 
 TINY_VQ = {"num_embeddings": 16, "embedding_dim": 8, "channels": 8, "disc_channels": 4}
@@ -30,20 +30,8 @@ def data_dir(tmp_path_factory):
 
 
 def test_training_logs_the_adaptive_weight_and_codebook_statistics(data_dir, tmp_path):
-    cfg = TrainConfig(
-        output_dir=str(tmp_path),
-        data_dir=str(data_dir),
-        train_sets=["train"],
-        val_sets=["val"],
-        batch_size=2,
-        patch_size=64,
-        max_steps=4,
-        log_every=1,
-        val_images=2,
-        val_every=4,
-        lambda_adv=0.1,
-        disc_start=2,
-        threads=1,
+    cfg = tiny_train_config(
+        data_dir, tmp_path, max_steps=4, val_images=2, val_every=4, lambda_adv=0.1, disc_start=2
     )
     torch.manual_seed(0)
     trainer = Trainer(VQVAEGAN, VQVAEGANConfig(**TINY_VQ), cfg)

@@ -2,7 +2,8 @@
 
 * ``forward(x)`` (training) -> :class:`ModelOutput`: reconstruction, likelihoods per latent (their
   ``-log2`` summed is the rate in bits), an optional conditioning tensor for the discriminator, and
-  extra loss terms the family needs (e.g. VQ commitment).
+  extra loss terms the family needs (e.g. VQ commitment), and extra reconstructions whose weighted
+  distortion the loop adds (e.g. the hierarchical decode from its top levels only).
 * ``compress(x)`` -> :class:`common.bitstream.Compressed` (byte streams + original size);
   ``decompress(compressed)`` -> image, exactly the inverse. Padding happens inside the model.
 * ``update()`` builds the integer tables coding needs; ``build_discriminator()`` the family's critic.
@@ -26,6 +27,8 @@ class ModelOutput:
     likelihoods: dict[str, torch.Tensor]
     cond: torch.Tensor | None = None
     extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    # name -> (another reconstruction of x, its weight relative to the main distortion term)
+    extra_reconstructions: dict[str, tuple[torch.Tensor, float]] = field(default_factory=dict)
 
 
 class CompressionModel(nn.Module):

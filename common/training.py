@@ -2,10 +2,12 @@
 
 Loss (per image, rates in bits per pixel)::
 
-    L_G = lambda_d * D(x, x_hat) + beta * sum_k w_k R_k + lambda_adv * L_adv + lambda_perc * L_perc + extra
+    L_G = lambda_d * (D(x, x_hat) + sum_j v_j D(x, x_hat_j)) + beta * sum_k w_k R_k
+          + lambda_adv * L_adv + lambda_perc * L_perc + extra
     D   = 255^2 * MSE   (or 1 - MS-SSIM)        R_k = -log2 p(y_k~) / pixels
     L_perc = LPIPS-alex(x_hat, x), or without its ImageNet weights (``--perceptual auto``) the
              discriminator feature-matching L1 of pix2pixHD/HiFiC, active while the discriminator trains
+    x_hat_j, v_j: extra reconstructions a family asks to be scored (ModelOutput.extra_reconstructions)
 
 With the default ``lambda_d = 0.0067``, ``beta = 1`` is CompressAI's quality-3 trade-off; larger
 beta means fewer bits. The generator step and the discriminator step are two visible blocks; the
@@ -446,6 +448,10 @@ class Trainer:
         for name, term in out.extra_losses.items():
             loss = loss + term.float()
             logs[name] = term.detach().float()
+        for name, (x_other, weight) in out.extra_reconstructions.items():
+            d_other = distortion(x, x_other.float(), self.cfg.distortion)
+            loss = loss + weight * self.lambda_d * d_other
+            logs[f"distortion_{name}"] = d_other.detach()
         fake_features = None
         if adversarial:
             with self._autocast():

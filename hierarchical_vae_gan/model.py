@@ -16,7 +16,9 @@ latent with a mean-scale Gaussian prior computed from everything decoded above i
 Each level's posterior is y_l + U(-1/2, 1/2), so its KL term is its rate in bits (``bpp_l<k>`` in the
 logs), weighted by ``--beta`` times its ``--level_betas`` multiplier. Streams are written top level
 first, so the first k streams of a file decode on their own: the levels below are set to their prior
-means (progressive decoding, ``with_levels(k)``).
+means (progressive decoding, ``with_levels(k)``). ``--progressive_weight`` trains that decoding too:
+each step also scores the reconstruction from the top k levels (k random), which gives the coarse
+levels a reason to carry content instead of leaving it all to the finest one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class HierarchicalVAEGANConfig:
     attention_levels: int = 2  # self-attention blocks in this many coarsest levels (encoder and decoder)
     attention_heads: int = 4
     level_betas: str = ""  # rate multipliers per level, finest (1/16) first, e.g. "1,1,2"; empty = all 1
+    # > 0: every training step also decodes from the top k levels only (k uniform in 1..L-1, the rest
+    # at their prior means) and adds this weight times that reconstruction's distortion, so that
+    # progressive decoding is trained and the coarse levels must carry content of their own
+    progressive_weight: float = 0.0
     disc_channels: int = 64
 
 
@@ -82,6 +88,8 @@ def _check(config: HierarchicalVAEGANConfig) -> None:
     if config.N % config.attention_heads:
         raise VAEGANError(f"--N ({config.N}) must be a multiple of --attention_heads")
     parse_level_betas(config)
+    if not (math.isfinite(config.progressive_weight) and config.progressive_weight >= 0):
+        raise VAEGANError(f"--progressive_weight must be finite and >= 0, got {config.progressive_weight}")
 
 
 def _act() -> nn.Module:
@@ -222,13 +230,21 @@ class HierarchicalVAEGAN(CompressionModel):
     # ---- training -----------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        """Likelihoods ``l<level>`` for the transmitted levels; in evaluation, ``with_levels`` applies."""
+        """Likelihoods ``l<level>`` for the transmitted levels; in evaluation, ``with_levels`` applies.
+
+        In training with ``progressive_weight`` > 0 the output also holds ``progressive``: the same
+        latents decoded from the top k levels only (k drawn per step), the levels below at their
+        prior means, exactly what a file holding k streams decodes to.
+        """
         k = self.L if self.training else self._levels(None)
+        partial = self.training and self.config.progressive_weight > 0
+        lowest_sent = self.L - int(torch.randint(1, self.L, ())) if partial else None  # partial decode: top k
         feats = self._features(x)
         td, top = self.top_down, self.L - 1
         y_hat, lik = self.entropy_bottleneck(td.posterior(top, feats[top], None))
         likelihoods = {f"l{top}": lik}
         d = td.top_in(y_hat)
+        d_partial = d if lowest_sent == top else None
         for level in reversed(range(top)):
             c = td.context(level, d)
             scales, means = td.prior_params(level, c)
@@ -238,8 +254,16 @@ class HierarchicalVAEGAN(CompressionModel):
             else:
                 y_hat = means  # not transmitted: its prior mean
             d = td.combine(level, c, y_hat)
+            if level == lowest_sent:
+                d_partial = d
         x_hat = (self.g_s(d) + 1) / 2
-        return ModelOutput(x_hat=x_hat, likelihoods=likelihoods, cond=y_hat)
+        extra = {}
+        if partial:
+            for level in reversed(range(lowest_sent)):  # the levels the partial file lacks
+                c = td.context(level, d_partial)
+                d_partial = td.combine(level, c, td.prior_params(level, c)[1])
+            extra["progressive"] = ((self.g_s(d_partial) + 1) / 2, self.config.progressive_weight)
+        return ModelOutput(x_hat=x_hat, likelihoods=likelihoods, cond=y_hat, extra_reconstructions=extra)
 
     def build_discriminator(self) -> nn.Module:
         return MultiScalePatchDiscriminator(self.config.M, self.config.disc_channels, self.L)

@@ -57,11 +57,15 @@ def test_main_runs_from_root_and_from_its_folder(cwd, script, shared_data, tmp_p
                 "2",
             ),
             *("--level_betas", "1,1,2", "--val_images", "1", "--train_sets", "kodak", "--val_sets", "kodak"),
+            *("--progressive_weight", "0.5", "--log_every", "1"),
         ],
         cwd,
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "checkpoints" / "best_model.pth").exists()
+    with open(tmp_path / "logs" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(row["distortion_progressive"]) > 0 for row in rows)
     with open(tmp_path / "logs" / "val.csv") as f:
         val = next(csv.DictReader(f))
     assert {"bpp_l0", "bpp_l1", "bpp_l2"} <= set(val)

@@ -100,10 +100,35 @@ def test_level_betas_weight_each_levels_rate():
     assert tiny_model().rate_weights() == {"l0": 1.0, "l1": 1.0, "l2": 1.0}
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_progressive_reconstruction_sees_only_the_top_levels(seed):
+    """The partial decode's gradient reaches the posteriors of the levels it keeps, never the others."""
+    m = tiny_model(num_hierarchies=4, progressive_weight=0.5).train()
+    x = torch.rand(1, 3, 128, 128)
+    torch.manual_seed(seed)
+    lowest_sent = m.L - int(torch.randint(1, m.L, ()))  # the draw forward makes first
+    torch.manual_seed(seed)
+    out = m(x)
+    x_part, weight = out.extra_reconstructions["progressive"]
+    assert weight == 0.5 and x_part.shape == out.x_hat.shape
+    assert sorted(out.likelihoods) == [f"l{i}" for i in range(m.L)]  # the full file's rate, as without it
+    x_part.square().mean().backward()
+    for level in range(m.L):
+        grad = m.top_down.post[level][0].weight.grad
+        reached = grad is not None and bool(grad.abs().sum() > 0)
+        assert reached == (level >= lowest_sent), level
+
+
+def test_progressive_weight_off_adds_nothing():
+    out = tiny_model().train()(torch.rand(1, 3, 64, 64))
+    assert out.extra_reconstructions == {}
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
         ({"num_hierarchies": 1}, "between 2 and 5"),
+        ({"progressive_weight": -1.0}, "progressive_weight"),
         ({"num_hierarchies": 9}, "between 2 and 5"),
         ({"level_betas": "1,2"}, "one per level"),
         ({"level_betas": "1,x,2"}, "comma-separated"),

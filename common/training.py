@@ -353,26 +353,33 @@ class Trainer:
         self.dist.barrier()
         return state
 
-    def _check_family(self, ckpt: dict, path: Path) -> None:
+    def _check_family(self, ckpt: dict, path: Path) -> dict:
+        """The differences between the checkpoint's model config and the flags' (``{field: (ckpt, flags)}``).
+
+        Fields a checkpoint predates count at their defaults, so a run resumes under newer code.
+        """
         if ckpt["family"] != self.model.family:
             raise CheckpointError(
                 f"{path} holds a {ckpt['family']} model; this script trains {self.model.family}"
             )
-        if ckpt["config"] != asdict(self.model.config):
-            diff = {
-                k: (v, asdict(self.model.config).get(k))
-                for k, v in ckpt["config"].items()
-                if asdict(self.model.config).get(k) != v
-            }
-            raise CheckpointError(
-                f"{path}: model config differs from the flags given (checkpoint vs flags: {diff})"
-            )
+        given = asdict(self.model.config)
+        saved = asdict(type(self.model.config)()) | dict(ckpt["config"])
+        return {
+            k: (saved.get(k), given.get(k))
+            for k in sorted(set(saved) | set(given))
+            if saved.get(k) != given.get(k)
+        }
 
     def _resume(self, path: Path) -> None:
         if not path.exists():
             raise CheckpointError(f"--resume: no checkpoint at {path}")
         ckpt = read_checkpoint(path)
-        self._check_family(ckpt, path)
+        diff = self._check_family(ckpt, path)
+        if diff:  # a resumed run is the same run
+            raise CheckpointError(
+                f"{path}: model config differs from the flags given (checkpoint vs flags: {diff}); "
+                "resume with the run's own flags, or start a new run from it with --init_from"
+            )
         if "opt_g" not in ckpt:
             raise CheckpointError(
                 f"{path} has no optimizer state (a released model, not a training checkpoint)"
@@ -422,10 +429,18 @@ class Trainer:
 
     def _init_from(self, path: Path) -> None:
         ckpt = read_checkpoint(path)
-        self._check_family(ckpt, path)
-        self.model.load_state_dict(ckpt["model"])
-        if "disc" in ckpt:
-            self.disc.load_state_dict(ckpt["disc"])
+        diff = self._check_family(ckpt, path)  # settings that leave the weights' shapes alone may change
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            if "disc" in ckpt:
+                self.disc.load_state_dict(ckpt["disc"])
+        except RuntimeError:
+            raise CheckpointError(
+                f"--init_from {path}: its weights do not fit the model the flags describe "
+                f"(checkpoint vs flags: {diff})"
+            ) from None
+        if diff:
+            self._print(f"--init_from: model settings changed from the checkpoint's: {diff}")
         self._print(
             f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh"
         )

@@ -26,12 +26,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.datasets import load_image
+from common.datasets import file_fingerprints, load_image
 from common.errors import VAEGANError
 from common.evaluation import finish_patch_fid
 from common.metrics import MetricError, PatchFID, lpips_distance, ms_ssim, psnr, ssim
 
-CACHE_VERSION = 1  # bump when scoring changes, so every cached sweep is recomputed
+CACHE_VERSION = 2  # bump when scoring changes, so every cached sweep is recomputed
 BASE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb", "encoding_time", "decoding_time")
 FID_METRICS = ("fid", "kid", "kid_std", "num_patches")
 
@@ -378,17 +378,6 @@ def sweep(
     }
 
 
-def _files_fingerprint(files: list[Path]) -> list:
-    out = []
-    for f in files:
-        try:
-            st = os.stat(f)
-        except OSError as exc:
-            raise VAEGANError(f"cannot read image file {f}: {exc.strerror}") from exc
-        out.append([Path(f).name, st.st_size, st.st_mtime_ns])
-    return out
-
-
 def sweep_key(codec: ClassicalCodec, files: list[Path]) -> str:
     """sha256 over what decides the numbers: codec, settings, library versions, qualities, the files."""
     key = {
@@ -396,7 +385,7 @@ def sweep_key(codec: ClassicalCodec, files: list[Path]) -> str:
         "codec": codec.name,
         "description": codec.description,
         "qualities": list(codec.qualities),
-        "files": _files_fingerprint(files),
+        "files": file_fingerprints(files),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

@@ -6,6 +6,7 @@ orientation) and reports unreadable files with :class:`common.errors.ImageError`
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -106,6 +107,22 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float (1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), rounded."""
     return x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def file_fingerprints(files: list[str | Path]) -> list[list]:
+    """[name, size, sha256 of the bytes] per file: the identity of an image set for cache keys.
+
+    Content, not path or mtime, so a copied, moved or re-downloaded set keeps its caches (FID
+    sweeps take an hour on a CPU) while any changed byte invalidates them.
+    """
+    out = []
+    for f in files:
+        try:
+            data = Path(f).read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read image file {f}: {exc.strerror}") from None
+        out.append([Path(f).name, len(data), hashlib.sha256(data).hexdigest()])
+    return out
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from common.checkpoint import load_model
 from common.codec import compress_image, decompress_bytes
-from common.datasets import list_images, load_image, resolve_set, to_tensor
+from common.datasets import file_fingerprints, list_images, load_image, resolve_set, to_tensor
 from common.errors import VAEGANError
 from common.layers import pad_to_multiple
 from common.metrics import (
@@ -62,7 +62,7 @@ FID_KEYS = ("fid", "kid", "kid_std", "num_patches")
 # Every key a rate point can have, in the order they are printed and written; absent ones are left out.
 SUMMARY_KEYS = IMAGE_KEYS + FID_KEYS
 DEFAULT_FID_CACHE = "~/.cache/vaegan/fid_stats"
-FID_CACHE_VERSION = 1  # bump when the patching or feature extraction changes
+FID_CACHE_VERSION = 2  # bump when the patching or feature extraction changes
 
 
 @torch.no_grad()
@@ -76,8 +76,7 @@ def estimated_bpp(model, image: np.ndarray) -> float:
 class ReferenceFeatures:
     """Inception features of the originals' FID/KID patches for one image set, cached on disk.
 
-    The cache file is named by a hash of the image list (resolved path, byte size and mtime of
-    every file), the patch protocol (size, half-size shift) and the Inception weights file, so a
+    The cache file is named by a hash of the image list (name, size and sha256 of every file), the patch protocol (size, half-size shift) and the Inception weights file, so a
     changed set or protocol never reuses stale features. It holds the features themselves, not
     only mean and covariance, because KID needs them. They are stored as float32, which is what
     the network outputs, so loading them back gives exactly the float64 values computed.
@@ -98,7 +97,7 @@ class ReferenceFeatures:
             "patch_size": patch_size,
             "shift": patch_size // 2,
             "weights": FID_WEIGHTS_FILE,
-            "files": [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in self.files],
+            "files": file_fingerprints(self.files),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         set_name = Path(self.files[0]).parent.name if self.files else "empty"

@@ -35,7 +35,7 @@ from PIL import Image
 from common import plots
 from common.baselines import available_codecs, encode_decode, get_codec, sweep_cached
 from common.checkpoint import load_model
-from common.datasets import KNOWN_SETS, list_images, load_image, resolve_set
+from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import compressai_json, evaluate_checkpoint, perceptual_metrics
 from common.metrics import psnr
@@ -43,7 +43,7 @@ from common.rd import bd_metric, bd_rate
 from common.registry import FAMILIES
 from common.zoo import shipped
 
-CACHE_VERSION = 1  # bump when the evaluation of a model point changes
+CACHE_VERSION = 2  # bump when the evaluation of a model point changes
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEFAULT_ANCHORS = ("hevc", "jpeg420")
 BD_METRICS = ("psnr-rgb", "ms-ssim-rgb")
@@ -228,10 +228,6 @@ def load_results_file(path: str) -> dict:
 # Caches
 
 
-def files_fingerprint(files: list[Path]) -> list:
-    return [[str(Path(f).resolve()), os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
-
-
 def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -270,7 +266,7 @@ def model_curve(
                     "version": CACHE_VERSION,
                     "model_id": view.identity().hex(),
                     "stages": getattr(view, "coding_stages", None),
-                    "files": files_fingerprint(files),
+                    "files": file_fingerprints(files),
                     "metrics": metrics_signature(lpips_model, fid_reference),
                 }
             )
@@ -337,7 +333,7 @@ def codec_point_at(name: str, image_path: Path, image: np.ndarray, target: float
             "version": CACHE_VERSION,
             "codec": codec.description,
             "qualities": list(codec.qualities),
-            "file": files_fingerprint([image_path]),
+            "file": file_fingerprints([image_path]),
             "target": target,
         }
     )
@@ -738,7 +734,7 @@ def compare_main(argv=None) -> int:
     files, set_name, data_notes = resolve_files(args, cache_root)
     notes = data_notes + notes
     crop_files = choose_images(files, args.crop_images)
-    fingerprint = digest(files_fingerprint(files))
+    fingerprint = digest(file_fingerprints(files))
 
     metric_args = SimpleNamespace(
         device=args.device, lpips_net=args.lpips_net, no_fid=args.no_fid, cache_dir=cache_root / "fid_stats"

@@ -122,7 +122,11 @@ def test_reference_cache_key_and_damaged_file(tmp_path, capsys):
     assert calls == [1, 1] and again.loaded and again.path == first.path
     for a, b in zip(feats, cached):
         np.testing.assert_array_equal(a.astype(np.float32), b)  # stored as float32
-    os.utime(files[1], ns=(0, 0))  # another mtime: another key, recomputed
+    os.utime(files[1], ns=(0, 0))  # same bytes, another mtime (a copied or re-downloaded set): reused
+    same, _ = run()
+    assert same.loaded and same.path == first.path and calls == [1, 1]
+    Image.fromarray(random_image(rng, 300, 300)).save(files[1])  # other bytes: another key, recomputed
+    images[files[1]] = np.asarray(Image.open(files[1]))
     touched, _ = run()
     assert touched.path != first.path and not touched.loaded and calls == [1, 1, 1, 1]
     for damage in (b"not an npz", touched.path.read_bytes()[:100]):  # garbage, then a truncated zip

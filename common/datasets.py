@@ -6,7 +6,9 @@ orientation) and reports unreadable files with :class:`common.errors.ImageError`
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -113,16 +115,25 @@ def file_fingerprints(files: list[str | Path]) -> list[list]:
     """[name, size, sha256 of the bytes] per file: the identity of an image set for cache keys.
 
     Content, not path or mtime, so a copied, moved or re-downloaded set keeps its caches (FID
-    sweeps take an hour on a CPU) while any changed byte invalidates them.
+    sweeps take an hour on a CPU) while any changed byte invalidates them. A comparison asks for
+    the same set's identity once per model point, codec and crop, so each file is hashed once per
+    process (and again only when its size or mtime changes).
     """
     out = []
     for f in files:
         try:
-            data = Path(f).read_bytes()
+            st = os.stat(f)
+            digest = _sha256(str(Path(f).resolve()), st.st_size, st.st_mtime_ns)
         except OSError as exc:
             raise DataError(f"cannot read image file {f}: {exc.strerror}") from None
-        out.append([Path(f).name, len(data), hashlib.sha256(data).hexdigest()])
+        out.append([Path(f).name, st.st_size, digest])
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file; size and mtime are part of the memo key only, so an edited file is re-read."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def list_images(folder: str | Path) -> list[Path]:

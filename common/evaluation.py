@@ -76,8 +76,9 @@ def estimated_bpp(model, image: np.ndarray) -> float:
 class ReferenceFeatures:
     """Inception features of the originals' FID/KID patches for one image set, cached on disk.
 
-    The cache file is named by a hash of the image list (name, size and sha256 of every file), the patch protocol (size, half-size shift) and the Inception weights file, so a
-    changed set or protocol never reuses stale features. It holds the features themselves, not
+    The cache file is named by a hash of the image list (name, size and sha256 of every file), the
+    patch protocol (size, half-size shift) and the Inception weights file, so a changed set or
+    protocol never reuses stale features. It holds the features themselves, not
     only mean and covariance, because KID needs them. They are stored as float32, which is what
     the network outputs, so loading them back gives exactly the float64 values computed.
     """

@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,6 +397,7 @@ def sweep_cached(
     progress: bool = True,
     lpips_model=None,
     fid_reference=None,
+    published: Sequence[str | os.PathLike] = (),
 ) -> dict:
     """:func:`sweep`, read from ``<cache_dir>/<name>.json`` when nothing that decides its numbers changed.
 
@@ -405,6 +406,11 @@ def sweep_cached(
     otherwise the sweep runs again and replaces it (written atomically). While a sweep runs, each
     finished quality is kept in ``<name>.partial.json``, so an interrupted sweep resumes where it
     stopped (same key and metrics), which matters for long FID sweeps on a busy machine.
+
+    The result names its key and metrics under ``"sweep"``, so a published ``<name>.json`` (what
+    ``scripts/run_baselines.py`` writes, e.g. ``results/kodak/``) in one of the ``published``
+    folders is as good as the cache when they match: reproducing a committed comparison then
+    skips an hour of codec FID sweeps, and a changed library version or image byte still reruns.
     """
     codec = get_codec(name)
     key = sweep_key(codec, files)
@@ -415,7 +421,14 @@ def sweep_cached(
     if cached is not None:
         if progress:
             print(f"{name}: cached sweep read from {path}")
-        return cached["result"]
+        return cached["result"] | {"sweep": {"key": key, "metrics": cached["metrics"]}}
+    for source in published:
+        record = _read_published(Path(source).expanduser() / f"{name}.json", key, wanted)
+        if record is not None:
+            if progress:
+                print(f"{name}: published sweep read from {Path(source) / f'{name}.json'} (same key)")
+            _write_atomic(path, record)
+            return record["result"]
     partial = _read_cache(partial_path, key, wanted)
     same = partial is not None and set(partial["metrics"]) == set(wanted)  # points must have equal keys
     done = {p["quality"]: p for p in partial["points"]} if same else {}
@@ -437,6 +450,7 @@ def sweep_cached(
         on_point=keep,
     )
     measured = [m for m in wanted if m.split(":")[0] in result["results"]]
+    result["sweep"] = {"key": key, "metrics": measured}
     _write_atomic(path, {"key": key, "metrics": measured, "result": result})
     partial_path.unlink(missing_ok=True)
     return result
@@ -450,6 +464,18 @@ def _read_cache(path: Path, key: str, wanted: list[str]) -> dict | None:
             return record
     except (OSError, ValueError, AttributeError):
         pass  # absent or unreadable: recompute
+    return None
+
+
+def _read_published(path: Path, key: str, wanted: list[str]) -> dict | None:
+    """A published sweep at ``path`` as a cache record, if its ``"sweep"`` names this key and metrics."""
+    try:
+        result = json.loads(path.read_text())
+        stamp = result.get("sweep", {})
+        if stamp.get("key") == key and set(wanted) <= set(stamp.get("metrics", [])) and result["results"]:
+            return {"key": key, "metrics": list(stamp["metrics"]), "result": result}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass  # absent, unreadable or from before the stamp: not used
     return None
 
 

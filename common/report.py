@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="~/.cache/vaegan",
         help="model points, codec sweeps, matched-rate crops and FID features are cached here",
     )
+    p.add_argument(
+        "--codec_results",
+        "--codec-results",
+        dest="codec_results",
+        nargs="+",
+        default=[],
+        help="folders of published codec sweeps (run_baselines.py JSONs, e.g. results/kodak) used instead "
+        "of re-running a sweep when its key matches: codec settings, library versions, qualities, image bytes",
+    )
     p.add_argument("--target_bpp", "--target-bpp", dest="target_bpp", type=float, default=0.25)
     p.add_argument(
         "--crop_images",
@@ -762,6 +771,7 @@ def compare_main(argv=None) -> int:
             progress=progress,
             lpips_model=lpips_model,
             fid_reference=fid_reference,
+            published=args.codec_results,
         )
         curves.append(curve | {"kind": "codec", "id": name})
     curves += extra

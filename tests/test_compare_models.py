@@ -110,6 +110,33 @@ def test_second_run_reads_every_cache(compared, monkeypatch, tmp_path):
     assert second["curves"] == first["curves"] and second["side_by_side"] == first["side_by_side"]
 
 
+def test_published_codec_sweeps_stand_in_for_the_sweep_cache(compared, monkeypatch, tmp_path):
+    """--codec_results: the run_baselines.py JSONs of the same sweep key are used, nothing is encoded."""
+    args, out = compared
+    cache = Path(args[args.index("--cache_dir") + 1])
+    shutil.copytree(cache, tmp_path / "cache")
+    shutil.rmtree(tmp_path / "cache" / "codecs")  # model points and crops stay cached
+    first = json.loads((out / "summary.json").read_text())
+    (tmp_path / "pub").mkdir()
+    for curve in first["curves"]:
+        if curve["kind"] == "codec":
+            published = {k: v for k, v in curve.items() if k not in ("kind", "id")}
+            (tmp_path / "pub" / f"{curve['id']}.json").write_text(json.dumps(published))
+
+    def fail(*a, **k):
+        raise AssertionError("a codec sweep ran although a published one matched")
+
+    for name in CODECS:
+        monkeypatch.setitem(baselines.CODECS, name, dataclasses.replace(baselines.CODECS[name], encode=fail))
+    swap = {str(cache): str(tmp_path / "cache"), str(out): str(tmp_path / "out")}
+    again = [swap.get(a, a) for a in args] + ["--codec_results", str(tmp_path / "pub")]
+    assert run_cli(report.compare_main, again) == 0
+    second = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for curve in first["curves"] + second["curves"]:
+        curve.pop("point_dirs", None)  # where the model points are cached: the copied cache
+    assert second["curves"] == first["curves"]
+
+
 def test_bad_checkpoints_give_one_line_and_exit_2(tmp_path, tiny_beta_path, capsys):
     """A non-checkpoint file, then the wrong family through the real script run from another folder."""
     junk = tmp_path / "junk.pth"

@@ -145,6 +145,55 @@ def test_sweep_cached_reuses_and_recomputes(crops, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "jpeg420.json").read_text())["result"] == with_fid
 
 
+def test_a_published_sweep_is_reused_only_when_its_key_and_metrics_match(crops, tmp_path, monkeypatch):
+    def failing(image, q):
+        raise AssertionError("the published sweep must not encode")
+
+    small = replace(CODECS["jpeg420"], qualities=(20, 60))
+    monkeypatch.setitem(CODECS, "jpeg420", small)
+    measured = sweep_cached("jpeg420", crops[:1], tmp_path / "first", progress=False)
+    assert measured["sweep"]["metrics"] == [
+        "bpp",
+        "psnr-rgb",
+        "ms-ssim-rgb",
+        "ssim-rgb",
+        "encoding_time",
+        "decoding_time",
+    ]
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "jpeg420.json").write_text(json.dumps(measured))  # what run_baselines writes
+
+    monkeypatch.setitem(CODECS, "jpeg420", replace(small, encode=failing))
+    cache = tmp_path / "cache"
+    reused = sweep_cached(
+        "jpeg420", crops[:1], cache, progress=False, published=[tmp_path / "none", tmp_path / "pub"]
+    )
+    assert reused == measured
+    assert sweep_cached("jpeg420", crops[:1], cache, progress=False) == measured  # now in the cache too
+    for kwargs in (
+        {"files": crops[1:2]},  # other image bytes
+        {"fid_reference": _reference(crops)},  # a metric it did not measure
+    ):
+        args = {"files": crops[:1]} | kwargs
+        with pytest.raises(AssertionError, match="must not encode"):
+            sweep_cached(
+                "jpeg420",
+                args.pop("files"),
+                tmp_path / "c2",
+                progress=False,
+                published=[tmp_path / "pub"],
+                **args,
+            )
+    monkeypatch.setitem(CODECS, "jpeg420", replace(small, encode=failing, qualities=(20, 70)))
+    with pytest.raises(AssertionError, match="must not encode"):  # other settings: another key
+        sweep_cached("jpeg420", crops[:1], tmp_path / "c3", progress=False, published=[tmp_path / "pub"])
+    unstamped = {k: v for k, v in measured.items() if k != "sweep"}  # a JSON from before the stamp
+    (tmp_path / "pub" / "jpeg420.json").write_text(json.dumps(unstamped))
+    monkeypatch.setitem(CODECS, "jpeg420", replace(small, encode=failing))
+    with pytest.raises(AssertionError, match="must not encode"):
+        sweep_cached("jpeg420", crops[:1], tmp_path / "c4", progress=False, published=[tmp_path / "pub"])
+
+
 def test_an_interrupted_sweep_resumes_from_its_finished_qualities(crops, tmp_path, monkeypatch):
     real = CODECS["jpeg420"].encode
     calls = []
@@ -211,5 +260,6 @@ def test_run_baselines_writes_json_and_reuses_the_cache(crops, tmp_path, capsys)
     assert run_baselines.main(argv) == 0
     written = json.loads((tmp_path / "out" / "webp.json").read_text())
     assert written["results"]["quality"] and written["name"] == "WebP"
+    assert len(written["sweep"]["key"]) == 64  # the stamp that lets compare_models --codec_results reuse it
     assert run_baselines.main(argv) == 0
     assert "cached sweep read" in capsys.readouterr().out

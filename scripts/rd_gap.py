@@ -21,11 +21,25 @@ from common.errors import VAEGANError
 from common.rd import gap_over_range
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path, metric: str) -> dict:
+    """A CompressAI-schema curve that has ``bpp`` and ``metric``, or a one-line error saying what is wrong."""
     try:
-        return json.loads(path.read_text())
+        curve = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise VAEGANError(f"cannot read results file {path}: {exc}") from None
+    results = curve.get("results") if isinstance(curve, dict) else None
+    if not isinstance(results, dict) or not results.get("bpp"):
+        hint = " (a compare_models summary.json holds several; use a per-family or per-codec JSON)"
+        raise VAEGANError(
+            f"{path} is not a CompressAI-schema curve: no 'results' with 'bpp'"
+            + (hint if isinstance(curve, dict) and "curves" in curve else "")
+        )
+    if metric not in results:
+        raise VAEGANError(f"{path} has no '{metric}'; it has: {', '.join(k for k in results if k != 'bpp')}")
+    if len(results[metric]) != len(results["bpp"]):
+        raise VAEGANError(f"{path}: '{metric}' and 'bpp' have different lengths")
+    curve.setdefault("name", path.stem)
+    return curve
 
 
 def main(argv=None) -> int:
@@ -35,7 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--metric", default="psnr-rgb")
     parser.add_argument("--range", nargs=2, type=float, default=(0.1, 0.5), metavar=("LO", "HI"))
     args = parser.parse_args(argv)
-    a, b = _load(args.first), _load(args.second)
+    if args.range[0] >= args.range[1]:
+        parser.error(f"--range needs LO < HI, got {args.range[0]} {args.range[1]}")
+    a, b = _load(args.first, args.metric), _load(args.second, args.metric)
     gap = gap_over_range(a, b, args.metric, *args.range)
     if gap["overlap"] is None:
         print(f"{a['name']} and {b['name']} do not overlap within {args.range[0]}-{args.range[1]} bpp")

@@ -1,0 +1,51 @@
+"""scripts/rd_gap.py: the gap at equal bpp, and one-line errors for files that are not curves."""
+
+import json
+import sys
+
+import pytest
+
+from common.cli import run_cli
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import rd_gap  # noqa: E402
+
+
+def _curve(tmp_path, name, bpp, psnr):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr}}))
+    return path
+
+
+def test_gap_is_interpolated_at_equal_bpp(tmp_path, capsys):
+    a = _curve(tmp_path, "a", [0.1, 0.5], [25.0, 31.0])
+    b = _curve(tmp_path, "b", [0.2, 0.6], [24.0, 28.0])
+    assert run_cli(rd_gap.main, [str(a), str(b), "--range", "0.1", "1.0"]) == 0
+    out = capsys.readouterr().out
+    # overlap 0.2-0.5: a is 26.5 and 31, b is 24 and 27, so the gap runs from +2.5 to +4
+    assert "over 0.200-0.500 bpp" in out and "min +2.500 (at 0.200 bpp), max +4.000" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"curves": []}, "summary.json holds several"),
+        ({"results": {"bpp": [0.1], "kid": [0.2]}}, "has no 'psnr-rgb'; it has: kid"),
+        ([1, 2], "not a CompressAI-schema curve"),
+    ],
+)
+def test_a_file_that_is_not_a_curve_is_a_one_line_error(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(content))
+    good = _curve(tmp_path, "good", [0.1, 0.5], [25.0, 31.0])
+    assert run_cli(rd_gap.main, [str(bad), str(good)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_an_empty_range_is_a_usage_error(tmp_path):
+    good = _curve(tmp_path, "good", [0.1, 0.5], [25.0, 31.0])
+    with pytest.raises(SystemExit) as exit_info:
+        rd_gap.main([str(good), str(good), "--range", "0.5", "0.1"])
+    assert exit_info.value.code == 2

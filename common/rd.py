@@ -1,8 +1,36 @@
-"""Rate-distortion curve arithmetic: interpolation at equal rate, gaps over a bpp range, Bjøntegaard deltas."""
+"""Rate-distortion curves: reading them, interpolation at equal rate, gaps over a bpp range, Bjøntegaard deltas."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from common.errors import VAEGANError
+
+
+def load_curve(path, what: str = "results file") -> dict:
+    """A curve in CompressAI's JSON schema (a non-empty ``results.bpp`` list), or a one-line error.
+
+    ``what`` starts each message (``--results``, ``results file``); the caller checks the metrics it
+    needs. A compare_models ``summary.json`` holds several curves, and the message says so.
+    """
+    try:
+        curve = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise VAEGANError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise VAEGANError(f"{what} {path}: not JSON ({exc})") from None
+    results = curve.get("results") if isinstance(curve, dict) else None
+    if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
+        several = isinstance(curve, dict) and "curves" in curve
+        hint = " (a compare_models summary.json holds several; use a per-family or per-codec JSON)"
+        raise VAEGANError(
+            f"{what} {path}: not a CompressAI results file (no results.bpp list)" + (hint if several else "")
+        )
+    curve.setdefault("name", Path(path).stem)
+    return curve
 
 
 def interpolate(bpp: list[float], values: list[float], at: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_ima
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import compressai_json, evaluate_checkpoint, perceptual_metrics
 from common.metrics import psnr
-from common.rd import bd_metric, bd_rate
+from common.rd import bd_metric, bd_rate, load_curve
 from common.registry import FAMILIES
 from common.zoo import shipped
 
@@ -218,18 +218,9 @@ def rate_points(path: Path, model) -> list[tuple[object, str]]:
 
 def load_results_file(path: str) -> dict:
     """A published/extra curve in CompressAI's schema (needs results.bpp and one metric)."""
-    try:
-        curve = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise VAEGANError(f"--results {path}: cannot read ({exc.strerror})") from None
-    except ValueError as exc:
-        raise VAEGANError(f"--results {path}: not JSON ({exc})") from None
-    results = curve.get("results") if isinstance(curve, dict) else None
-    if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
-        raise VAEGANError(f"--results {path}: not a CompressAI results file (no results.bpp list)")
-    if not any(m in results for m in ("psnr-rgb", "ms-ssim-rgb", "lpips", "fid")):
+    curve = load_curve(path, "--results")
+    if not any(m in curve["results"] for m in ("psnr-rgb", "ms-ssim-rgb", "lpips", "fid")):
         raise VAEGANError(f"--results {path}: no psnr-rgb, ms-ssim-rgb, lpips or fid values")
-    curve.setdefault("name", Path(path).stem)
     return curve | {"kind": "published", "id": Path(path).stem}
 
 

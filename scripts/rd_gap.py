@@ -10,7 +10,6 @@ with the range, with linear interpolation in bpp and no extrapolation.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,27 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.cli import run_cli
 from common.errors import VAEGANError
-from common.rd import gap_over_range
+from common.rd import gap_over_range, load_curve
 
 
 def _load(path: Path, metric: str) -> dict:
     """A CompressAI-schema curve that has ``bpp`` and ``metric``, or a one-line error saying what is wrong."""
-    try:
-        curve = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VAEGANError(f"cannot read results file {path}: {exc}") from None
-    results = curve.get("results") if isinstance(curve, dict) else None
-    if not isinstance(results, dict) or not results.get("bpp"):
-        hint = " (a compare_models summary.json holds several; use a per-family or per-codec JSON)"
-        raise VAEGANError(
-            f"{path} is not a CompressAI-schema curve: no 'results' with 'bpp'"
-            + (hint if isinstance(curve, dict) and "curves" in curve else "")
-        )
+    curve = load_curve(path)
+    results = curve["results"]
     if metric not in results:
         raise VAEGANError(f"{path} has no '{metric}'; it has: {', '.join(k for k in results if k != 'bpp')}")
     if len(results[metric]) != len(results["bpp"]):
         raise VAEGANError(f"{path}: '{metric}' and 'bpp' have different lengths")
-    curve.setdefault("name", path.stem)
     return curve
 
 

@@ -423,7 +423,7 @@ def sweep_cached(
             print(f"{name}: cached sweep read from {path}")
         return cached["result"] | {"sweep": {"key": key, "metrics": cached["metrics"]}}
     for source in published:
-        record = _read_published(Path(source).expanduser() / f"{name}.json", key, wanted)
+        record = _read_cache(Path(source).expanduser() / f"{name}.json", key, wanted, published=True)
         if record is not None:
             if progress:
                 print(f"{name}: published sweep read from {Path(source) / f'{name}.json'} (same key)")
@@ -456,26 +456,20 @@ def sweep_cached(
     return result
 
 
-def _read_cache(path: Path, key: str, wanted: list[str]) -> dict | None:
-    """The cache record at ``path`` if it is for this key and measured every wanted metric."""
+def _read_cache(path: Path, key: str, wanted: list[str], published: bool = False) -> dict | None:
+    """The cache record at ``path`` if it is for this key and measured every wanted metric.
+
+    ``published``: the file is a sweep result (``run_baselines.py`` output), whose ``"sweep"`` stamp
+    holds the key and metrics that a cache record keeps beside its result.
+    """
     try:
         record = json.loads(path.read_text())
+        if published:
+            record = {**record["sweep"], "result": record} if record["results"] else {}
         if record.get("key") == key and set(wanted) <= set(record.get("metrics", [])):
             return record
-    except (OSError, ValueError, AttributeError):
-        pass  # absent or unreadable: recompute
-    return None
-
-
-def _read_published(path: Path, key: str, wanted: list[str]) -> dict | None:
-    """A published sweep at ``path`` as a cache record, if its ``"sweep"`` names this key and metrics."""
-    try:
-        result = json.loads(path.read_text())
-        stamp = result.get("sweep", {})
-        if stamp.get("key") == key and set(wanted) <= set(stamp.get("metrics", [])) and result["results"]:
-            return {"key": key, "metrics": list(stamp["metrics"]), "result": result}
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        pass  # absent, unreadable or from before the stamp: not used
+        pass  # absent, unreadable or (published) from before the stamp: recompute
     return None
 
 

@@ -11,7 +11,8 @@ from common.errors import VAEGANError
 
 
 def load_curve(path, what: str = "results file") -> dict:
-    """A curve in CompressAI's JSON schema (a non-empty ``results.bpp`` list), or a one-line error.
+    """A curve in CompressAI's JSON schema (a non-empty ``results.bpp`` list, every other list in
+    ``results`` as long), or a one-line error.
 
     ``what`` starts each message (``--results``, ``results file``); the caller checks the metrics it
     needs. A compare_models ``summary.json`` holds several curves, and the message says so.
@@ -29,6 +30,10 @@ def load_curve(path, what: str = "results file") -> dict:
         raise VAEGANError(
             f"{what} {path}: not a CompressAI results file (no results.bpp list)" + (hint if several else "")
         )
+    n = len(results["bpp"])
+    for key, values in results.items():
+        if isinstance(values, list) and len(values) != n:
+            raise VAEGANError(f"{what} {path}: '{key}' has {len(values)} values for {n} bpp values")
     curve.setdefault("name", Path(path).stem)
     return curve
 

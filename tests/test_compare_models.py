@@ -170,6 +170,9 @@ def test_unknown_codec_crop_image_and_results_are_one_line_errors(compared, caps
     bad.write_text('{"name": "x", "results": {"psnr-rgb": [30]}}')
     assert run_cli(report.compare_main, args + ["--results", str(bad)]) == 2
     assert "not a CompressAI results file" in capsys.readouterr().err
+    bad.write_text('{"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30]}}')
+    assert run_cli(report.compare_main, args + ["--results", str(bad)]) == 2
+    assert "'psnr-rgb' has 1 values for 2 bpp values" in capsys.readouterr().err
 
 
 def test_missing_dataset_falls_back_to_sample_photos(tmp_path):

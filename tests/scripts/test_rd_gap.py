@@ -33,6 +33,7 @@ def test_gap_is_interpolated_at_equal_bpp(tmp_path, capsys):
         ({"curves": []}, "summary.json holds several"),
         ({"results": {"bpp": [0.1], "kid": [0.2]}}, "has no 'psnr-rgb'; it has: kid"),
         ([1, 2], "not a CompressAI results file"),
+        ({"results": {"bpp": [0.1, 0.2], "psnr-rgb": [30.0]}}, "'psnr-rgb' has 1 values for 2 bpp values"),
     ],
 )
 def test_a_file_that_is_not_a_curve_is_a_one_line_error(tmp_path, capsys, content, message):

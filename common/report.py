@@ -39,14 +39,14 @@ from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_ima
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import compressai_json, evaluate_checkpoint, perceptual_metrics
 from common.metrics import psnr
-from common.rd import bd_metric, bd_rate, load_curve
+from common.rd import LOWER_IS_BETTER, bd_metric, bd_rate, load_curve
 from common.registry import FAMILIES
 from common.zoo import shipped
 
 CACHE_VERSION = 2  # bump when the evaluation of a model point changes
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEFAULT_ANCHORS = ("hevc", "jpeg420")
-BD_METRICS = ("psnr-rgb", "ms-ssim-rgb")
+BD_METRICS = ("psnr-rgb", "ms-ssim-rgb", "lpips")  # each where both curves have it
 SLIDER_BUDGET_BYTES = 20 * 2**20  # images in report.html before base64; above it, sliders show crops
 # (file stem, metric, x range or None, title)
 FIGURES = (
@@ -377,7 +377,7 @@ def codec_point_at(name: str, image_path: Path, image: np.ndarray, target: float
 
 
 def bd_rows(curves: list[dict], anchors: list[str]) -> tuple[list[dict], list[str]]:
-    """BD-rate and BD-metric of every curve against each anchor present, for PSNR and MS-SSIM; plus notes."""
+    """BD-rate and BD-metric of every curve against each anchor present, for each of BD_METRICS; plus notes."""
     by_id = {c["id"]: c for c in curves}
     notes = [f"BD-rate anchor {a!r} is not among the curves; skipped" for a in anchors if a not in by_id]
     rows = []
@@ -438,7 +438,8 @@ def bd_cells(r: dict) -> list[str]:
 BD_EXPLAINED = (
     "BD-rate: average bitrate change of the test curve against the anchor at equal quality, over the "
     "quality range both curves cover (overlap (metric)); negative means the test needs fewer bits. "
-    "BD-metric: average quality difference (test - anchor; dB for PSNR) at equal rate. Both use PCHIP "
+    "BD-metric: average quality difference (test - anchor; dB for PSNR; for LPIPS, lower is better, so a "
+    "negative BD-LPIPS means the test is closer to the original) at equal rate. Both use PCHIP "
     "fits (common/rd.py); overlap (bpp) is the rate span the BD-rate integral covers."
 )
 
@@ -536,7 +537,8 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozen
 
 def _best(results: dict, key: str) -> str:
     values = [v for v in results.get(key, []) if v is not None and v == v]
-    return _fmt(max(values), ".3f") if values else "—"
+    best = min if key in LOWER_IS_BETTER else max
+    return _fmt(best(values), ".3f") if values else "—"
 
 
 def curves_table(curves: list[dict]) -> str:
@@ -551,13 +553,14 @@ def curves_table(curves: list[dict]) -> str:
                 f"{min(r['bpp']):.3f} – {max(r['bpp']):.3f}",
                 _best(r, "psnr-rgb"),
                 _best(r, "ms-ssim-rgb"),
+                _best(r, "lpips"),
                 c.get("description", ""),
             ]
         )
     return _table(
-        ["curve", "kind", "points", "bpp range", "best PSNR dB", "best MS-SSIM", "description"],
+        ["curve", "kind", "points", "bpp range", "best PSNR dB", "best MS-SSIM", "best LPIPS", "description"],
         rows,
-        {2, 4, 5},
+        {2, 4, 5, 6},
     )
 
 

@@ -5,7 +5,8 @@
         --cache_dir runs/baseline_cache
 
 Sweeps are cached per codec in ``--cache_dir`` (keyed on codec, library versions, qualities, the
-files and the metrics asked for), so a second run only copies the results.
+files and the metrics asked for), so a second run only copies the results. ``--codec_results
+results/kodak`` reuses the committed sweeps, and measures only the metrics they lack.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def main(argv=None) -> int:
         "--lpips_net", "--lpips-net", dest="lpips_net", choices=("alex", "vgg"), default="alex"
     )
     parser.add_argument("--device", default="cpu", help="for LPIPS and Inception")
+    parser.add_argument(
+        "--codec_results",
+        "--codec-results",
+        dest="codec_results",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders of published <codec>.json sweeps: reused when their key matches, completed "
+        "with the metrics they lack (e.g. LPIPS) instead of being swept again",
+    )
     args = parser.parse_args(argv)
     files = image_files(args.data_dir, args.dataset, args.limit)
     lpips_model, fid_reference = perceptual_metrics(
@@ -57,7 +68,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for key in args.codecs:
         result = sweep_cached(
-            key, files, Path(args.cache_dir), lpips_model=lpips_model, fid_reference=fid_reference
+            key,
+            files,
+            Path(args.cache_dir),
+            lpips_model=lpips_model,
+            fid_reference=fid_reference,
+            published=args.codec_results,
         )
         (out / f"{key}.json").write_text(json.dumps(result, indent=2) + "\n")
         r = result["results"]

@@ -18,7 +18,8 @@ from common import baselines, report
 from common.cli import run_cli
 from tests.conftest import ROOT, random_image
 
-FIGURES = ("rd_psnr", "rd_psnr_0-1bpp", "rd_ms_ssim", "rd_ms_ssim_db")
+# LPIPS is there offline (common/lpips_weights.py): its figure and BD rows are part of every comparison.
+FIGURES = ("rd_psnr", "rd_psnr_0-1bpp", "rd_ms_ssim", "rd_ms_ssim_db", "rd_lpips")
 CODECS = ("jpeg420", "webp")
 
 
@@ -81,6 +82,10 @@ def test_every_output_is_written(compared):
     assert ("Pillow JPEG 4:2:0", "WebP", "psnr-rgb") in pairs
     assert ("Pillow JPEG 4:2:0", "beta_vae_gan", "ms-ssim-rgb") in pairs
     assert ("Pillow JPEG 4:2:0", "paper X", "psnr-rgb") in pairs  # overlaid curves are compared too
+    assert ("Pillow JPEG 4:2:0", "WebP", "lpips") in pairs and "lpips" in beta
+    webp_lpips = next(r for r in rows if r["test"] == "WebP" and r["metric"] == "lpips")
+    assert webp_lpips["bd_rate_percent"] != "" and webp_lpips["note"] == ""
+    assert 0 < float(webp_lpips["metric_low"]) < float(webp_lpips["metric_high"]) < 1
     webp = next(r for r in rows if r["test"] == "WebP" and r["metric"] == "psnr-rgb")
     assert float(webp["bd_rate_percent"]) < 0  # WebP beats JPEG 4:2:0 on these images
     assert float(webp["metric_low"]) < float(webp["metric_high"]) and webp["note"] == ""

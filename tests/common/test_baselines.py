@@ -194,6 +194,43 @@ def test_a_published_sweep_is_reused_only_when_its_key_and_metrics_match(crops, 
         sweep_cached("jpeg420", crops[:1], tmp_path / "c4", progress=False, published=[tmp_path / "pub"])
 
 
+def test_a_sweep_lacking_a_metric_is_completed_not_redone(crops, tmp_path, monkeypatch, capsys):
+    """LPIPS added to a published FID sweep: only LPIPS is measured; FID/KID come from the record."""
+    from common import baselines
+    from common.metrics import load_lpips
+
+    small = replace(CODECS["jpeg420"], qualities=(20, 60))
+    monkeypatch.setitem(CODECS, "jpeg420", small)
+    reference = _reference(crops)
+    published = sweep_cached(
+        "jpeg420", crops[:1], tmp_path / "first", progress=False, fid_reference=reference
+    )
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "jpeg420.json").write_text(json.dumps(published))
+
+    def no_fid(*args, **kwargs):
+        raise AssertionError("FID was measured already")
+
+    monkeypatch.setattr(baselines, "PatchFID", no_fid)
+    lpips_model = load_lpips(pnet_rand=True)
+    kw = dict(progress=True, lpips_model=lpips_model, fid_reference=reference, published=[tmp_path / "pub"])
+    done = sweep_cached("jpeg420", crops[:1], tmp_path / "cache", **kw)
+    assert "lpips:alex-randomtrunk measured and merged" in capsys.readouterr().out
+    r, before = done["results"], published["results"]
+    assert len(r["lpips"]) == 2 and all(v > 0 for v in r["lpips"])
+    assert {k: r[k] for k in before} == before  # every measured column kept as published
+    assert done["sweep"]["metrics"] == published["sweep"]["metrics"] + ["lpips:alex-randomtrunk"]
+    assert done["description"] == published["description"]
+    assert sweep_cached("jpeg420", crops[:1], tmp_path / "cache", **kw) == done  # now cached whole
+
+    # Other file sizes than the record's (another encoder build, say): nothing is merged.
+    published["results"]["bpp"] = [b * 1.01 for b in published["results"]["bpp"]]
+    (tmp_path / "pub" / "jpeg420.json").write_text(json.dumps(published))
+    with pytest.raises(AssertionError, match="FID was measured already"):
+        sweep_cached("jpeg420", crops[:1], tmp_path / "cache2", **kw)
+    assert "other file sizes" in capsys.readouterr().out
+
+
 def test_an_interrupted_sweep_resumes_from_its_finished_qualities(crops, tmp_path, monkeypatch):
     real = CODECS["jpeg420"].encode
     calls = []

@@ -310,6 +310,7 @@ def sweep(
     fid_reference=None,
     done: dict | None = None,
     on_point: Callable[[dict], None] | None = None,
+    distortion: bool = True,
 ) -> dict:
     """One point per quality: bpp from the encoded bytes, metrics on the decoded image.
 
@@ -317,6 +318,7 @@ def sweep(
     (a :class:`common.evaluation.ReferenceFeatures` for these files) adds patch ``fid``/``kid``
     per quality, exactly as ``evaluate_checkpoint`` does for a checkpoint. ``done`` maps qualities
     to points already measured (they are not recomputed); ``on_point`` sees each new point.
+    ``distortion=False`` leaves out PSNR, MS-SSIM and SSIM (a sweep that only adds LPIPS or FID).
     """
     codec = get_codec(codec) if isinstance(codec, str) else codec
     description = codec.description  # raises the install hint before any work
@@ -343,18 +345,14 @@ def sweep(
             t1 = time.perf_counter()
             decoded = _decode_checked(codec, data, image.shape)
             t2 = time.perf_counter()
-            try:
-                m = ms_ssim(image, decoded)
-            except MetricError:
-                m = float("nan")
-            row = {
-                "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]),
-                "psnr-rgb": psnr(image, decoded),
-                "ms-ssim-rgb": m,
-                "ssim-rgb": ssim(image, decoded),
-                "encoding_time": t1 - t0,
-                "decoding_time": t2 - t1,
-            }
+            row = {"bpp": 8 * len(data) / (image.shape[0] * image.shape[1])}
+            if distortion:
+                try:
+                    m = ms_ssim(image, decoded)
+                except MetricError:
+                    m = float("nan")
+                row |= {"psnr-rgb": psnr(image, decoded), "ms-ssim-rgb": m, "ssim-rgb": ssim(image, decoded)}
+            row |= {"encoding_time": t1 - t0, "decoding_time": t2 - t1}
             if lpips_model is not None:
                 row["lpips"] = lpips_distance(lpips_model, image, decoded)
             if patch_fid is not None:
@@ -476,6 +474,7 @@ def _complete(codec, files, record, wanted, where, progress, lpips_model, fid_re
         progress=progress,
         lpips_model=lpips_model if "lpips" in families else None,
         fid_reference=fid_reference if "fid" in families else None,
+        distortion=not families <= {"lpips", "fid"},
     )
     old, new = record["result"]["results"], extra["results"]
     same_bytes = old.get("quality") == new["quality"] and old.get("bpp") == new["bpp"]
@@ -486,7 +485,7 @@ def _complete(codec, files, record, wanted, where, progress, lpips_model, fid_re
     columns = {"lpips": ("lpips",), "fid": FID_METRICS}
     merged = dict(old)
     for family in families:
-        merged.update({c: new[c] for c in columns.get(family, ()) if c in new})
+        merged.update({c: new[c] for c in columns.get(family, (family,)) if c in new})
     metrics = [m for m in have if m.split(":")[0] not in families] + missing
     description = extra["description"] if "fid" in families else record["result"]["description"]
     if progress:

@@ -58,10 +58,11 @@ def level_bits(model, bitstreams: Path) -> dict:
     }
 
 
-def csv_means(per_image_csv: Path, keys=("bpp", "psnr-rgb", "ms-ssim-rgb")) -> dict:
+def csv_means(per_image_csv: Path, keys=("bpp", "psnr-rgb", "ms-ssim-rgb", "lpips")) -> dict:
+    """Means over the images of each of ``keys`` that the CSV has (LPIPS only when it was measured)."""
     with open(per_image_csv, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: float(np.nanmean([float(r[k]) for r in rows])) for k in keys}
+    return {k: float(np.nanmean([float(r[k]) for r in rows])) for k in keys if rows and k in rows[0]}
 
 
 def write_report(analysis: list[dict], out: Path) -> None:
@@ -81,9 +82,12 @@ def write_report(analysis: list[dict], out: Path) -> None:
             )
         h = a["bits"]["header"]
         lines += [f"| header | | {h['bits_per_image']:.0f} | {h['bpp']:.4f} | {h['share']:.1%} |", ""]
-        lines += ["| top levels decoded | bpp | PSNR (dB) | MS-SSIM |", "| --- | --- | --- | --- |"]
+        lpips = all("lpips" in p for p in a["progressive"])
+        lines += ["| top levels decoded | bpp | PSNR (dB) | MS-SSIM |" + (" LPIPS |" if lpips else "")]
+        lines += ["| --- | --- | --- | --- |" + (" --- |" if lpips else "")]
         for p in a["progressive"]:
-            lines.append(f"| {p['levels']} | {p['bpp']:.4f} | {p['psnr-rgb']:.2f} | {p['ms-ssim-rgb']:.4f} |")
+            row = f"| {p['levels']} | {p['bpp']:.4f} | {p['psnr-rgb']:.2f} | {p['ms-ssim-rgb']:.4f} |"
+            lines.append(row + (f" {p['lpips']:.4f} |" if lpips else ""))
         lines.append("")
     (out / "bit_allocation.md").write_text("\n".join(lines))
     for a in analysis:

@@ -61,7 +61,7 @@ def tables(summary: dict, metrics: list[str], codecs: list[str] | None = None, s
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("summary", type=Path, help="summary.json written by compare_models.py")
-    parser.add_argument("--metrics", nargs="+", default=["psnr-rgb", "ms-ssim-rgb", "kid"])
+    parser.add_argument("--metrics", nargs="+", default=["psnr-rgb", "ms-ssim-rgb", "lpips", "kid"])
     parser.add_argument("--codecs", nargs="+", default=None, help="codec ids (default: every curve)")
     parser.add_argument("--scale", type=float, default=1.0, help="read the codecs at this many times the bpp")
     args = parser.parse_args(argv)

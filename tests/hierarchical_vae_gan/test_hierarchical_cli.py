@@ -109,4 +109,7 @@ def test_evaluate_compare_bits(tiny_paths, shared_data, tmp_path):
         assert abs(a["progressive"][-1]["bpp"] - a["bits"]["bpp"]) < 1e-9  # same files, same bytes
         assert (tmp_path / f"bit_allocation-{a['point']}.png").stat().st_size > 0
     assert "| top levels decoded |" in (tmp_path / "bit_allocation.md").read_text()
+    # LPIPS is had offline (common/lpips_weights.py), so progressive decodes are scored with it too.
+    assert "MS-SSIM | LPIPS |" in (tmp_path / "bit_allocation.md").read_text()
+    assert all(p["lpips"] > 0 for a in analysis for p in a["progressive"])
     assert "level 2 (1/64)" in r.stdout

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from common.bitstream import Compressed
+from common.cli import option
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
 from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis, pad_to_multiple
@@ -30,9 +31,9 @@ from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis,
 
 @dataclass
 class BetaVAEGANConfig:
-    N: int = 128  # channels inside the transforms
-    M: int = 192  # channels of the latent y
-    disc_channels: int = 64
+    N: int = option(128, "channels inside the transforms")
+    M: int = option(192, "channels of the latent y")
+    disc_channels: int = option(64, "width of the discriminator")
 
 
 class ConditionalPatchDiscriminator(nn.Module):

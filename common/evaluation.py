@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.checkpoint import load_model
+from common.cli import HelpFormatter
 from common.codec import compress_image, decompress_bytes
 from common.datasets import file_fingerprints, list_images, load_image, resolve_set, to_tensor
 from common.errors import VAEGANError
@@ -272,7 +273,7 @@ def image_files(data_dir: str, dataset: str, limit: int | None) -> list[Path]:
 def build_parser(family: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=f"Evaluate {family} checkpoints with real compressed files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--model_path",
@@ -282,11 +283,19 @@ def build_parser(family: str) -> argparse.ArgumentParser:
         required=True,
         help="one checkpoint per rate point",
     )
-    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default=f"./eval_results/{family}")
-    parser.add_argument("--data_dir", "--data-dir", dest="data_dir", default="../data")
+    parser.add_argument(
+        "--output_dir",
+        "--output-dir",
+        dest="output_dir",
+        default=f"./eval_results/{family}",
+        help="JSON, per-image CSVs, compressed files and reconstructions",
+    )
+    parser.add_argument(
+        "--data_dir", "--data-dir", dest="data_dir", default="../data", help="root of --dataset"
+    )
     parser.add_argument("--dataset", default="kodak", help="kodak, clic, div2k, or a folder of images")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--no_recon", "--no-recon", dest="no_recon", action="store_true", help="do not save reconstructions"
     )
@@ -295,7 +304,12 @@ def build_parser(family: str) -> argparse.ArgumentParser:
         "--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID (Inception)"
     )
     parser.add_argument(
-        "--lpips_net", "--lpips-net", dest="lpips_net", choices=("alex", "vgg"), default="alex"
+        "--lpips_net",
+        "--lpips-net",
+        dest="lpips_net",
+        choices=("alex", "vgg"),
+        default="alex",
+        help="LPIPS backbone (alex is what papers report)",
     )
     parser.add_argument(
         "--cache_dir",

@@ -35,6 +35,7 @@ from PIL import Image
 from common import plots
 from common.baselines import available_codecs, encode_decode, get_codec, sweep_cached
 from common.checkpoint import load_model
+from common.cli import HelpFormatter
 from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import compressai_json, evaluate_checkpoint, perceptual_metrics
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Compare the VAE-GAN families with classical codecs: RD figures, BD-rates, crops, "
         "and a self-contained report.html.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     for family in FAMILIES:
         flag = model_flag(family)
@@ -82,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{family} checkpoints (one per rate) or folders of .pth; "
             "with no model flag at all, every family's shipped checkpoints",
         )
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default="./comparison_results")
-    p.add_argument("--data_dir", "--data-dir", dest="data_dir", default="data")
+    p.add_argument(
+        "--output_dir",
+        "--output-dir",
+        dest="output_dir",
+        default="./comparison_results",
+        help="figures, BD tables, crops, summary.json, report.html",
+    )
+    p.add_argument("--data_dir", "--data-dir", dest="data_dir", default="data", help="root of --dataset")
     p.add_argument(
         "--dataset",
         default="kodak",
@@ -93,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", nargs="+", default=[], help="extra CompressAI JSON curves to overlay")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID")
-    p.add_argument("--lpips_net", "--lpips-net", dest="lpips_net", choices=("alex", "vgg"), default="alex")
+    p.add_argument(
+        "--lpips_net",
+        "--lpips-net",
+        dest="lpips_net",
+        choices=("alex", "vgg"),
+        default="alex",
+        help="LPIPS backbone (alex is what papers report)",
+    )
     p.add_argument(
         "--cache_dir",
         "--cache-dir",
@@ -110,7 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="folders of published codec sweeps (run_baselines.py JSONs, e.g. results/kodak) used instead "
         "of re-running a sweep when its key matches: codec settings, library versions, qualities, image bytes",
     )
-    p.add_argument("--target_bpp", "--target-bpp", dest="target_bpp", type=float, default=0.25)
+    p.add_argument(
+        "--target_bpp",
+        "--target-bpp",
+        dest="target_bpp",
+        type=float,
+        default=0.25,
+        help="rate of the side-by-sides: each curve's nearest point, labelled with its real bpp",
+    )
     p.add_argument(
         "--crop_images",
         "--crop-images",
@@ -122,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--anchors", nargs="+", default=list(DEFAULT_ANCHORS), help="BD-rate anchors (codec or curve names)"
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for the models and metrics")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -30,7 +30,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,52 +40,71 @@ from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import atomic_save, model_state, read_checkpoint
-from common.cli import run_cli  # noqa: F401 - re-exported for older imports
+from common.cli import (  # noqa: F401 - run_cli re-exported for older imports
+    HelpFormatter,
+    option,
+    run_cli,
+)
 from common.datasets import CropDataset, EpochBatches, resolve_set
 from common.errors import CheckpointError, VAEGANError
 
 DEFAULT_DISTORTION_WEIGHT = {"mse": 0.0067, "ms-ssim": 8.73}
+AMP_CHOICES = ("none", "bf16")
+PERCEPTUAL_CHOICES = ("auto", "lpips", "feature_matching")
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "./output"
-    data_dir: str = "../data"
-    train_sets: list[str] = field(default_factory=lambda: ["bsds500/train"])
-    val_sets: list[str] = field(default_factory=lambda: ["bsds500/val"])
-    beta: float = 1.0
-    lambda_adv: float = 0.1
-    disc_start: int = 5000
-    distortion: str = "mse"
-    distortion_weight: float | None = None
-    lambda_perceptual: float = 0.0
-    perceptual: str = "auto"  # lpips | feature_matching | auto (LPIPS when its weights are present)
-    batch_size: int = 16
-    epochs: int = 100
-    max_steps: int | None = None
-    patch_size: int = 256
-    lr: float = 1e-4
-    disc_lr: float = 1e-4
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.05
-    clip_grad: float = 1.0
-    val_every: int | None = None  # steps; default: once per epoch
-    val_images: int = 24
-    save_every: int = 500
-    log_every: int = 20
-    max_nonfinite: int = 20
-    num_workers: int = 0
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    resume: str | None = None
-    init_from: str | None = None
-    amp: str = "none"  # none | bf16: autocast transforms and discriminator; entropy models stay float32
-    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
-    compile: bool = False  # torch.compile the training forward passes
-
-
-AMP_CHOICES = ("none", "bf16")
+    output_dir: str = option("./output", "run folder: checkpoints/, logs/, samples/")
+    data_dir: str = option("../data", "root of the image folders named by --train_sets and --val_sets")
+    train_sets: list[str] = option(["bsds500/train"], "training image folders under --data_dir")
+    val_sets: list[str] = option(["bsds500/val"], "validation image folders under --data_dir")
+    beta: float = option(1.0, "weight of the rate (bits per pixel) in the loss: larger means fewer bits")
+    lambda_adv: float = option(0.1, "weight of the adversarial term; 0 trains a distortion-only model")
+    disc_start: int = option(5000, "step at which the discriminator and the adversarial term start")
+    distortion: str = option("mse", "distortion term of the loss", tuple(DEFAULT_DISTORTION_WEIGHT))
+    distortion_weight: float | None = option(
+        None, "λ_d; none: 0.0067 for mse (β=1 is CompressAI's quality 3), 8.73 for ms-ssim"
+    )
+    lambda_perceptual: float = option(0.0, "weight of the perceptual term (see --perceptual); 0 turns it off")
+    perceptual: str = option(
+        "auto",
+        "perceptual term: LPIPS-AlexNet, discriminator feature matching, or auto (LPIPS when its "
+        "backbone can be had, else feature matching)",
+        PERCEPTUAL_CHOICES,
+    )
+    batch_size: int = option(16, "images per step, over all processes under torchrun")
+    epochs: int = option(100, "passes over the training set (ignored when --max_steps is set)")
+    max_steps: int | None = option(None, "stop after this many steps; also the length of the LR schedule")
+    patch_size: int = option(256, "side of the random training crops, in pixels")
+    lr: float = option(1e-4, "peak learning rate of the model (Adam)")
+    disc_lr: float = option(1e-4, "learning rate of the discriminator (Adam, betas 0.5, 0.9)")
+    warmup_steps: int = option(200, "linear warm-up steps before the cosine decay")
+    min_lr_ratio: float = option(0.05, "the cosine decay ends at this fraction of --lr")
+    clip_grad: float = option(1.0, "gradient-norm clipping; 0 turns it off")
+    val_every: int | None = option(None, "validate every N steps; none: once per epoch")
+    val_images: int = option(24, "validation images (centre crops) per validation")
+    save_every: int = option(500, "write checkpoints/latest.pth every N steps")
+    log_every: int = option(20, "one row of logs/train.csv (and TensorBoard) every N steps")
+    max_nonfinite: int = option(20, "stop after this many consecutive steps with a NaN or inf loss")
+    num_workers: int = option(0, "data-loading worker processes")
+    seed: int = option(0, "seed of every random generator (crops, noise, initial weights)")
+    threads: int | None = option(None, "torch CPU threads; none: torch's default")
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    resume: str | None = option(
+        None, "continue from OUTPUT_DIR/checkpoints/latest.pth or the given checkpoint"
+    )
+    init_from: str | None = option(
+        None, "start from this checkpoint's weights (fresh optimizer and step); fine-tuning"
+    )
+    amp: str = option(
+        "none",
+        "bf16 autocasts transforms and discriminator (entropy models stay float32); pays on GPUs and "
+        "CPUs with bf16 matrix units (Intel AMX), is far slower on others",
+        AMP_CHOICES,
+    )
+    channels_last: bool = option(False, "NHWC memory layout (faster convolutions on recent GPUs)")
+    compile: bool = option(False, "torch.compile the training forward passes")
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
@@ -135,9 +154,6 @@ def adaptive_weight(
     return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
 
 
-PERCEPTUAL_CHOICES = ("auto", "lpips", "feature_matching")
-
-
 def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     """Mean over layers of the L1 distance between discriminator activations of x and x_hat.
 
@@ -152,27 +168,28 @@ def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) ->
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One flag per dataclass field (snake_case, with a kebab-case alias)."""
+    """One flag per dataclass field (snake_case, with a kebab-case alias), with the field's help and choices."""
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        kw = {"dest": f.name, "default": default, "help": f.metadata.get("help")}
+        if f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
         if kind.startswith("list"):
-            parser.add_argument(*names, dest=f.name, nargs="+", default=default)
+            parser.add_argument(*names, nargs="+", **kw)
         elif kind.startswith("bool"):
-            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
         else:
             base = kind.split("|")[0].strip()
             typ = {"int": int, "float": float, "str": str}.get(base, str)
-            parser.add_argument(*names, dest=f.name, type=typ, default=default)
+            parser.add_argument(*names, type=typ, **kw)
 
 
 def build_parser(description: str, model_config_cls) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     add_dataclass_args(parser, TrainConfig, skip=("resume",))
     parser.add_argument(
         "--resume",

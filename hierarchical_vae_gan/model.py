@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.bitstream import MAX_STREAMS, Compressed
+from common.cli import option
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
 from common.errors import VAEGANError
@@ -49,17 +50,21 @@ from common.layers import (
 
 @dataclass
 class HierarchicalVAEGANConfig:
-    num_hierarchies: int = 3  # latent levels at 1/16, 1/32, 1/64, ...
-    N: int = 128  # channels of the transforms
-    M: int = 128  # channels of every latent level
-    attention_levels: int = 2  # self-attention blocks in this many coarsest levels (encoder and decoder)
-    attention_heads: int = 4
-    level_betas: str = ""  # rate multipliers per level, finest (1/16) first, e.g. "1,1,2"; empty = all 1
+    num_hierarchies: int = option(3, "latent levels, at 1/16, 1/32, 1/64, ...")
+    N: int = option(128, "channels of the transforms")
+    M: int = option(128, "channels of every latent level")
+    attention_levels: int = option(2, "self-attention in this many coarsest levels (encoder and decoder)")
+    attention_heads: int = option(4, "heads of each self-attention block")
+    level_betas: str = option(
+        "", "rate multiplier of each level, finest (1/16) first, e.g. 1,0.25,1; empty: all 1"
+    )
     # > 0: every training step also decodes from the top k levels only (k uniform in 1..L-1, the rest
     # at their prior means) and adds this weight times that reconstruction's distortion, so that
     # progressive decoding is trained and the coarse levels must carry content of their own
-    progressive_weight: float = 0.0
-    disc_channels: int = 64
+    progressive_weight: float = option(
+        0.0, "weight of the distortion of a decode from the top k levels only (k random); 0: off"
+    )
+    disc_channels: int = option(64, "width of the discriminator")
 
 
 def parse_level_betas(config: HierarchicalVAEGANConfig) -> list[float]:

@@ -19,14 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.baselines import CODECS, sweep_cached  # noqa: E402
-from common.cli import run_cli  # noqa: E402
+from common.cli import HelpFormatter, run_cli  # noqa: E402
 from common.evaluation import DEFAULT_FID_CACHE, image_files, perceptual_metrics  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--data_dir", "--data-dir", dest="data_dir", default="data")
     parser.add_argument("--dataset", default="kodak", help="kodak, clic, div2k, or a folder of images")
     parser.add_argument("--codecs", nargs="+", default=list(CODECS), choices=list(CODECS))

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from common.bitstream import MAX_STREAMS, Compressed
+from common.cli import option
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import CategoricalPrior, LeftContextPrior
 from common.errors import VAEGANError
@@ -34,18 +35,20 @@ from vq_vae_gan.quantizer import ResidualVQ
 
 @dataclass
 class VQVAEGANConfig:
-    num_embeddings: int = 512  # codebook size K per stage
-    embedding_dim: int = 64  # channels of the latent y and of each code
-    commitment_cost: float = 0.25
-    num_quantizers: int = 2  # residual stages; compress(num_stages=k) keeps the first k
-    downsample: int = 16  # a power of two: the latent is H/16 x W/16
-    channels: int = 128  # channels inside g_a and g_s
-    disc_channels: int = 64
-    ema_decay: float = 0.99
-    dead_code_threshold: float = 1.0  # codes used less than this per batch (EMA) are re-seeded
-    quantizer_dropout: float = 0.5  # share of training images decoded from a random number of stages
-    adaptive_weight: bool = True  # VQGAN's gradient-norm balance of the adversarial term
-    stage0_context: str = "left"  # prior of stage 0: "left" (row of the left neighbour's index) or "none"
+    num_embeddings: int = option(512, "codebook size K per stage")
+    embedding_dim: int = option(64, "channels of the latent y and of each code")
+    commitment_cost: float = option(0.25, "weight of the commitment loss ||y - sg(code)||²")
+    num_quantizers: int = option(2, "residual stages; decoding the first k gives k rates from one model")
+    downsample: int = option(16, "a power of two: the latent is H/downsample x W/downsample")
+    channels: int = option(128, "channels inside the encoder and decoder")
+    disc_channels: int = option(64, "width of the discriminator")
+    ema_decay: float = option(0.99, "decay of the codebooks' exponential moving averages")
+    dead_code_threshold: float = option(1.0, "codes used less than this per batch (EMA) are re-seeded")
+    quantizer_dropout: float = option(0.5, "share of training images decoded from a random number of stages")
+    adaptive_weight: bool = option(True, "VQGAN's gradient-norm balance of the adversarial term")
+    stage0_context: str = option(
+        "left", "prior of stage 0: one table row per left neighbour's index, or one table", ("left", "none")
+    )
 
 
 class PatchDiscriminator(nn.Module):

@@ -11,6 +11,8 @@ checkpoint when no --model_path is given, from the file's header.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,20 +27,64 @@ from common.cli import run_cli  # noqa: E402
 from common.codec import compress_image, decompress_bytes  # noqa: E402
 from common.datasets import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
+from common.files import atomic_write  # noqa: E402
 from common.registry import FAMILIES  # noqa: E402
 
 SUFFIX = ".vgan"
 
 
-def _pairs(src: Path, dst: Path, mode: str) -> list[tuple[Path, Path]]:
+OUTPUT_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}  # lossless
+
+
+def _pairs(src: Path, dst: Path, mode: str, overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, refused before anything is written when an output would replace an
+    input, two outputs coincide, or (without ``overwrite``) an output exists: in a folder that holds
+    the originals, ``decompress album album`` would otherwise replace each photo with its decoding."""
     if not src.exists():
         raise VAEGANError(f"input not found: {src}")
     if not src.is_dir():
-        return [(src, dst)]
-    if mode == "compress":
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        return [(p, dst / (p.stem + SUFFIX)) for p in files]
-    return [(p, dst / (p.stem + ".png")) for p in sorted(src.glob(f"*{SUFFIX}"))]
+        if dst.is_dir():  # like cp: into the folder, under the input's name
+            dst = dst / (src.stem + (SUFFIX if mode == "compress" else ".png"))
+        pairs = [(src, dst)]
+    elif dst.exists() and not dst.is_dir():
+        raise VAEGANError(f"{src} is a folder, so the output must be a folder too, but {dst} is a file")
+    elif mode == "compress":
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        pairs = [(p, dst / (p.stem + SUFFIX)) for p in files]
+    else:
+        pairs = [(p, dst / (p.stem + ".png")) for p in sorted(src.glob(f"*{SUFFIX}")) if p.is_file()]
+    if mode == "decompress":
+        for _, out in pairs:
+            if out.suffix.lower() not in OUTPUT_FORMATS:
+                known = ", ".join(OUTPUT_FORMATS)
+                raise VAEGANError(f"cannot write {out}: unknown image extension (use one of {known})")
+    inputs = {_key(p): p for p, _ in pairs}
+    seen: dict[str, Path] = {}
+    for p, out in pairs:
+        key = _key(out)
+        if key in inputs:
+            raise VAEGANError(f"{out} is an input: refusing to overwrite it; choose another output")
+        if key in seen:
+            raise VAEGANError(
+                f"{seen[key]} and {p} would both be written to {out}; rename one or use separate folders"
+            )
+        seen[key] = p
+    existing = [out for _, out in pairs if out.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise VAEGANError(f"{existing[0]} exists{more}; pass --overwrite to replace it")
+    return pairs
+
+
+def _key(path: Path) -> str:
+    """One name per file: symlinks, '..' and the case of case-insensitive file systems resolved."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _png_bytes(image, dst: Path) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=OUTPUT_FORMATS[dst.suffix.lower()])
+    return buf.getvalue()
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -50,6 +96,13 @@ def _read_bytes(path: Path) -> bytes:
         raise VAEGANError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VAEGANError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -59,7 +112,12 @@ def main(argv=None) -> int:
         p.add_argument("input", type=Path)
         p.add_argument("output", type=Path)
         p.add_argument("--model_path", "--model-path", dest="model_path", default=None)
-        p.add_argument("--quiet", action="store_true")
+        p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace existing outputs (atomically; inputs are never replaced)",
+        )
         p.add_argument(
             "--max_pixels",
             "--max-pixels",
@@ -87,9 +145,9 @@ def main(argv=None) -> int:
         model = load_model(args.model_path)
     elif args.mode == "compress":
         model = load_model(zoo.default_checkpoint(args.family, args.quality))
-    pairs = _pairs(args.input, args.output, args.mode)
-    if args.input.is_dir():
-        args.output.mkdir(parents=True, exist_ok=True)
+    pairs = _pairs(args.input, args.output, args.mode, args.overwrite)
+    if args.input.is_dir() and pairs:
+        _make_folder(args.output)
     failures = 0
     for src, dst in pairs:
         try:
@@ -97,15 +155,15 @@ def main(argv=None) -> int:
             if args.mode == "compress":
                 image, notes = load_image(src, max_pixels=args.max_pixels)
                 data = compress_image(model, image, max_pixels=args.max_pixels)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(data)
+                _make_folder(dst.parent)
+                atomic_write(dst, data)
                 h, w = image.shape[:2]
                 msg = f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
                 msg += "".join(f" [{n}]" for n in notes)
             else:
                 image = decompress_bytes(_read_bytes(src), model, max_pixels=args.max_pixels)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(image).save(dst)
+                _make_folder(dst.parent)
+                atomic_write(dst, _png_bytes(image, dst))
                 msg = f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}"
             if not args.quiet:
                 print(f"{msg} ({time.perf_counter() - t0:.2f} s)")

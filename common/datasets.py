@@ -20,6 +20,9 @@ from common.bitstream import pixel_limit
 from common.errors import DataError, ImageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+# The Pillow formats load_image reads, whatever a file's name says. Everything else is refused before
+# decoding: EPS/PS would be handed to Ghostscript, and other plugins parse formats we never meant to.
+READ_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP", "PPM", "GIF", "AVIF", "JPEG2000")
 
 # Folder layout the download scripts create under --data_dir.
 KNOWN_SETS = {
@@ -28,6 +31,12 @@ KNOWN_SETS = {
     "div2k": "div2k/DIV2K_valid_HR",
     "bsds500": "bsds500",
 }
+
+
+def _read_formats() -> list[str]:
+    """READ_FORMATS that this Pillow has (plugins such as MPO register only once Image.init runs)."""
+    Image.init()
+    return [f for f in READ_FORMATS if f in Image.OPEN]
 
 
 def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -49,7 +58,7 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=_read_formats()) as img:
                 if img.width * img.height == 0:
                     raise ImageError(f"{path}: image has zero size ({img.width}x{img.height})")
                 if getattr(img, "n_frames", 1) > 1:
@@ -61,7 +70,7 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: image is larger than the limit of {max_pixels} pixels") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read") from None
+        raise ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
     finally:

@@ -48,11 +48,15 @@ def _pairs(src: Path, dst: Path, mode: str, overwrite: bool = False) -> list[tup
         pairs = [(src, dst)]
     elif dst.exists() and not dst.is_dir():
         raise VAEGANError(f"{src} is a folder, so the output must be a folder too, but {dst} is a file")
-    elif mode == "compress":
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        pairs = [(p, dst / (p.stem + SUFFIX)) for p in files]
     else:
-        pairs = [(p, dst / (p.stem + ".png")) for p in sorted(src.glob(f"*{SUFFIX}")) if p.is_file()]
+        wanted = IMAGE_EXTENSIONS if mode == "compress" else {SUFFIX}
+        out_suffix = SUFFIX if mode == "compress" else ".png"
+        pairs = []
+        for p in sorted(q for q in src.iterdir() if q.suffix.lower() in wanted):
+            if p.is_file():  # follows symlinks; a FIFO would block the read forever
+                pairs.append((p, dst / (p.stem + out_suffix)))
+            else:
+                print(f"skipped: {p}: not a regular file", file=sys.stderr)
     if mode == "decompress":
         for _, out in pairs:
             if out.suffix.lower() not in OUTPUT_FORMATS:

@@ -179,3 +179,24 @@ def test_evaluation_skips_bad_images_and_carries_on(model, tmp_path, rng):
         model, sorted(folder.iterdir()), tmp_path / "eval", save_recon=False, progress=False
     )
     assert [r["image"] for r in rows] == ["good.png"] and summary["bpp"] > 0
+
+
+def test_only_the_formats_we_mean_to_read(tmp_path, monkeypatch, rng):
+    """EPS/PS is never handed to Ghostscript, whatever the file is called; other formats still load."""
+    from PIL import EpsImagePlugin
+
+    calls = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append(a) or None)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n0 0 moveto 16 16 lineto stroke\n%%EOF\n"
+    for name in ("drawing.eps", "photo.png", "photo.jpg"):
+        (tmp_path / name).write_bytes(eps)
+        with pytest.raises(ImageError, match="not an image in a format we read"):
+            load_image(tmp_path / name)
+    assert calls == []
+    (tmp_path / "icon.ico").write_bytes(b"")
+    Image.fromarray(random_image(rng, 16, 16)).save(tmp_path / "icon.ico")  # a format we never meant
+    with pytest.raises(ImageError, match=r"\(PNG, JPEG"):
+        load_image(tmp_path / "icon.ico")
+    for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif"), ("WEBP", "webp"), ("PPM", "pgm")):
+        Image.fromarray(random_image(rng, 20, 24)).save(tmp_path / f"ok.{ext}", format=fmt)
+        assert load_image(tmp_path / f"ok.{ext}")[0].shape == (20, 24, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def _read_formats() -> list[str]:
     """READ_FORMATS that this Pillow has (plugins such as MPO register only once Image.init runs)."""
     Image.init()
     return [f for f in READ_FORMATS if f in Image.OPEN]
+
+
+def probe_image(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone, or ImageError: cheap enough to check a whole set up front."""
+    try:
+        with Image.open(path, formats=_read_formats()) as img:
+            if img.width * img.height == 0:
+                raise ImageError(f"{path}: image has zero size ({img.width}x{img.height})")
+            return img.width, img.height
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{path}: cannot read the image header ({exc})") from None
 
 
 def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -173,15 +187,36 @@ class CropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, folders: list[Path], patch_size: int, random: bool = True):
-        self.files = [f for folder in folders for f in list_images(folder)]
+        self.files = []
+        for f in (f for folder in folders for f in list_images(folder)):
+            try:  # found now, not hours into a run: files whose header Pillow cannot read
+                probe_image(f)
+                self.files.append(f)
+            except ImageError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+        if not self.files:
+            raise DataError(f"no readable image in {', '.join(map(str, folders))}")
         self.patch_size = patch_size
         self.random = random
         self._cache: dict[int, torch.Tensor] = {}
+        self._bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _image(self, i: int) -> torch.Tensor:
+        """Image i, or (a file whose pixels turn out damaged) the next good one, said once."""
+        for _ in range(len(self.files)):
+            if i not in self._bad:
+                try:
+                    return self._decoded(i)
+                except ImageError as exc:
+                    self._bad.add(i)
+                    print(f"skipped from now on: {exc}", file=sys.stderr)
+            i = (i + 1) % len(self.files)
+        raise DataError("no image of the set could be decoded")
+
+    def _decoded(self, i: int) -> torch.Tensor:
         if i not in self._cache:
             array, _ = load_image(self.files[i])
             img = torch.from_numpy(array).permute(2, 0, 1).contiguous()

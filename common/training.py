@@ -91,6 +91,11 @@ class TrainConfig:
     seed: int = option(0, "seed of every random generator (crops, noise, initial weights)")
     threads: int | None = option(None, "torch CPU threads; none: torch's default")
     device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    overwrite: bool = option(
+        False,
+        "start a new run in an --output_dir that holds one; the old checkpoints/ is kept as "
+        "checkpoints.replaced-<time>/",
+    )
     resume: str | None = option(
         None, "continue from OUTPUT_DIR/checkpoints/latest.pth or the given checkpoint"
     )
@@ -258,11 +263,25 @@ class Trainer:
         self.best_val = float("inf")
         self.nonfinite = 0
         self.perceptual, self.perceptual_backend = self._perceptual_backend()
+        if self.is_main and not cfg.resume:
+            self._check_fresh_output()
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             self._init_from(Path(cfg.init_from))
         self._wrap_for_training()
+
+    def _check_fresh_output(self) -> None:
+        """A new run never overwrites an earlier run's checkpoints (its best_model.pth above all)."""
+        found = [p for p in (self.ckpt_dir / "latest.pth", self.ckpt_dir / "best_model.pth") if p.exists()]
+        if not found:
+            return
+        if not self.cfg.overwrite:
+            raise VAEGANError(
+                f"{self.out} holds a run ({found[0]}): continue it with --resume, start a new one with "
+                "--overwrite (its checkpoints are kept aside), or choose another --output_dir"
+            )
+        self._replace_old_checkpoints = True
 
     def _print(self, *args, **kwargs) -> None:
         if self.is_main:
@@ -643,6 +662,12 @@ class Trainer:
         main = self.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = _RunLock(self.out)
+            if getattr(self, "_replace_old_checkpoints", False) and self.ckpt_dir.exists():
+                aside = self.out / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+                self.ckpt_dir.rename(aside)
+                self._print(f"--overwrite: the earlier run's checkpoints are kept in {aside}")
+                self._replace_old_checkpoints = False
             (self.out / "logs").mkdir(exist_ok=True)
             (self.out / "config.json").write_text(
                 __import__("json").dumps(
@@ -735,6 +760,8 @@ class Trainer:
             writer.close()
             for s, handler in old.items():
                 signal.signal(s, handler)
+            if main:
+                self._lock.release()
         return last
 
     def _validate_and_save(self, val_csv, writer) -> None:
@@ -757,8 +784,44 @@ class Trainer:
         self.dist.barrier()
 
     def close(self, wait: bool = True) -> None:
-        """Leave the process group if this trainer joined it (``train`` calls this at the end)."""
+        """Release the run folder; leave the process group if this trainer joined it (``train`` calls this)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
         self.dist.close(wait)
+
+
+class _RunLock:
+    """An exclusive lock on OUTPUT_DIR/.lock, so two runs in one folder cannot corrupt each other.
+
+    ``flock`` is released by the kernel when the process ends, however it ends: a killed run never
+    leaves a stale lock behind. The file holds the owner's pid, for the message.
+    """
+
+    def __init__(self, folder: Path):
+        import fcntl
+
+        self.path = folder / ".lock"
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "?"
+            self.file.close()
+            raise VAEGANError(
+                f"another run is training in {folder} (pid {owner}); wait for it to end, or choose "
+                "another --output_dir"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()
 
 
 class _LogWindow:

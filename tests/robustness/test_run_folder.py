@@ -1,0 +1,89 @@
+"""A training run never overwrites another run's checkpoints, and two runs cannot share a folder."""
+
+import numpy as np
+import pytest
+import torch
+
+from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+from common.checkpoint import read_checkpoint
+from common.errors import VAEGANError
+from common.training import Trainer, _RunLock
+from tests.conftest import TINY_BETA, make_image_splits, tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_image_splits(tmp_path_factory.mktemp("data"), {"train": 4, "val": 1}, (64, 64))
+
+
+def _trainer(data_dir, out, **kw):
+    torch.manual_seed(0)
+    cfg = tiny_train_config(data_dir, out, **(dict(max_steps=2, val_every=2, lambda_adv=0.0) | kw))
+    return Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA), cfg)
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(data_dir, tmp_path):
+    out = tmp_path / "run"
+    first = _trainer(data_dir, out)
+    first.fit()
+    first.close()
+    best = (out / "checkpoints" / "best_model.pth").read_bytes()
+    with pytest.raises(VAEGANError, match="holds a run.*--resume.*--overwrite") as err:
+        _trainer(data_dir, out, seed=1)
+    assert "\n" not in str(err.value)
+    assert (out / "checkpoints" / "best_model.pth").read_bytes() == best  # untouched
+
+    resumed = _trainer(data_dir, out, resume="auto", max_steps=4)
+    resumed.fit()
+    resumed.close()
+    assert read_checkpoint(out / "checkpoints" / "latest.pth")["step"] == 4
+
+    again = _trainer(data_dir, out, overwrite=True, seed=1)
+    again.fit()
+    again.close()
+    kept = list(out.glob("checkpoints.replaced-*"))
+    assert len(kept) == 1 and read_checkpoint(kept[0] / "latest.pth")["step"] == 4  # the earlier run, whole
+    assert read_checkpoint(out / "checkpoints" / "latest.pth")["step"] == 2  # the new run
+
+
+def test_two_runs_cannot_share_a_folder(data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = _RunLock(out)  # another run, in the middle of training
+    trainer = _trainer(data_dir, out)
+    with pytest.raises(VAEGANError, match="another run is training in .* wait for it to end"):
+        trainer.fit()
+    assert not (out / "checkpoints").exists()
+    holder.release()
+    trainer.fit()  # the folder is free again
+    trainer.close()
+    assert (out / "checkpoints" / "latest.pth").is_file()
+
+
+def test_unreadable_training_images_are_found_up_front_or_skipped(tmp_path, capsys):
+    """A file whose header is bad is skipped at start; one that fails only when decoded is skipped then."""
+    import io
+
+    from PIL import Image
+
+    from common.datasets import CropDataset
+    from common.errors import DataError
+    from tests.conftest import random_image
+
+    folder = make_image_splits(tmp_path / "data", {"train": 3}, (64, 64)) / "train"
+    (folder / "garbage.png").write_bytes(b"not an image at all")
+    buf = io.BytesIO()
+    Image.fromarray(random_image(np.random.default_rng(0), 64, 64)).save(buf, "JPEG")
+    (folder / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 2 // 3])  # header ok, pixels cut
+    data = CropDataset([folder], 32)
+    assert "garbage.png" in capsys.readouterr().err and len(data) == 4
+    crops = [data[(i, 0, 0)] for i in range(len(data))]  # cut.jpg is replaced by the next image
+    assert all(c.shape == (3, 32, 32) for c in crops)
+    err = capsys.readouterr().err
+    assert err.count("cut.jpg") == 1 and "skipped from now on" in err
+    data[(0, 1, 0)]
+    assert "cut.jpg" not in capsys.readouterr().err  # said once
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "bad.png").write_bytes(b"x")
+    with pytest.raises(DataError, match="no readable image"):
+        CropDataset([tmp_path / "empty"], 32)

@@ -153,6 +153,9 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")  # the first differing key
         raise CheckpointError(f"{path}: weights do not fit the {family} config ({detail})") from None
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # a model with NaN weights writes files nothing can decode: refuse it here, not there
+        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or inf values (first: {bad[0]})")
     if verify and "model_id" in ckpt:
         try:
             stored = bytes(ckpt["model_id"])

@@ -241,6 +241,12 @@ class Trainer:
         np.random.seed(cfg.seed)
 
         self.model = model_cls(model_cfg).to(self.device)
+        m = self.model.pad_multiple
+        if cfg.patch_size < m or cfg.patch_size % m:
+            raise VAEGANError(
+                f"--patch_size {cfg.patch_size} does not fit this {model_cls.family} model: crops must be a "
+                f"multiple of {m} px (its coarsest latent is 1/{m} of the image); try {max(m, round(cfg.patch_size / m) * m)}"
+            )
         self.disc = self.model.build_discriminator().to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -87,3 +87,9 @@ def test_unreadable_training_images_are_found_up_front_or_skipped(tmp_path, caps
     (tmp_path / "empty" / "bad.png").write_bytes(b"x")
     with pytest.raises(DataError, match="no readable image"):
         CropDataset([tmp_path / "empty"], 32)
+
+
+@pytest.mark.parametrize("patch, hint", [(8, "try 64"), (100, "try 128")])
+def test_a_patch_size_the_model_cannot_take_is_one_line(data_dir, tmp_path, patch, hint):
+    with pytest.raises(VAEGANError, match=f"--patch_size {patch} does not fit .* multiple of 64 px.*{hint}"):
+        _trainer(data_dir, tmp_path / "run", patch_size=patch)

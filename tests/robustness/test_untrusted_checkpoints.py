@@ -127,3 +127,17 @@ def test_folder_or_missing_checkpoint(tmp_path):
         read_checkpoint(tmp_path / "nope.pth")
     with pytest.raises(CheckpointError, match="folder"):
         read_checkpoint(tmp_path)
+
+
+def test_checkpoint_with_non_finite_weights_is_refused_at_load(tiny_beta_path, tmp_path):
+    """NaN or inf weights would write files nothing can decode: refused when loading, identity recomputed."""
+    from common.checkpoint import model_id
+
+    for value in (float("nan"), float("inf")):
+
+        def poison(c, value=value):
+            c["model"]["g_s.6.bias"][0] = value
+            c["model_id"] = torch.tensor(list(model_id(c["model"])), dtype=torch.uint8)  # a consistent file
+
+        with pytest.raises(CheckpointError, match=r"1 tensors hold NaN or inf values \(first: g_s.6.bias\)"):
+            load_model(_resave(tiny_beta_path, tmp_path, poison))

@@ -139,7 +139,21 @@ def unpack(data: bytes) -> tuple[Header, Compressed]:
     return _parse(data, check_crc=True)
 
 
-def _parse(data: bytes, check_crc: bool) -> tuple[Header, Compressed]:
+HEAD_BYTES = len(MAGIC) + 2 + 8 + 2 * 5 + 1 + MAX_STREAMS * 5  # the longest header a file can have
+
+
+def file_length(head: bytes) -> int:
+    """The exact length of the file whose first bytes (at least :data:`HEAD_BYTES`, or all of it) are ``head``.
+
+    Lets a reader take no more than a valid file can hold from any source (``/dev/zero``, a 1 GB
+    foreign file): the header is checked as :func:`unpack` checks it, stream lengths included.
+    """
+    _, lengths, pos = _parse_head(head)
+    return pos + sum(lengths) + 4
+
+
+def _parse_head(data: bytes) -> tuple[Header, list[int], int]:
+    """Header fields and stream lengths, checked; (header, lengths, offset of the first stream)."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise CorruptFileError("not a VAE-GAN compressed file (wrong magic bytes)")
     r = _Reader(data)
@@ -163,6 +177,13 @@ def _parse(data: bytes, check_crc: bool) -> tuple[Header, Compressed]:
             f"file is damaged (its streams declare {sum(lengths)} bytes, implausible for an image "
             f"of {h}x{w} pixels)"
         )
+    return Header(family_code=family_code, model_id=model_id, size=(h, w)), lengths, r.pos
+
+
+def _parse(data: bytes, check_crc: bool) -> tuple[Header, Compressed]:
+    header, lengths, pos = _parse_head(data)
+    r = _Reader(data)
+    r.pos = pos
     if sum(lengths) + r.pos + 4 != len(data):
         short = sum(lengths) + r.pos + 4 > len(data)
         raise CorruptFileError(
@@ -173,5 +194,4 @@ def _parse(data: bytes, check_crc: bool) -> tuple[Header, Compressed]:
         (stored,) = struct.unpack("<I", r.take(4, "checksum"))
         if zlib.crc32(data[:-4]) != stored:
             raise CorruptFileError("file is damaged (checksum mismatch)")
-    header = Header(family_code=family_code, model_id=model_id, size=(h, w))
-    return header, Compressed(streams=streams, size=(h, w))
+    return header, Compressed(streams=streams, size=header.size)

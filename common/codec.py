@@ -11,14 +11,25 @@ checked before any model is loaded or any stream decoded.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from common import zoo
-from common.bitstream import pack, padded_pixels, pixel_limit, read_header, unpack
+from common.bitstream import (
+    HEAD_BYTES,
+    file_length,
+    pack,
+    padded_pixels,
+    pixel_limit,
+    read_header,
+    unpack,
+)
 from common.checkpoint import load_model
 from common.datasets import to_tensor, to_uint8
-from common.errors import CorruptFileError, ImageError, ModelMismatchError
+from common.errors import CorruptFileError, ImageError, ModelMismatchError, VAEGANError
 from common.registry import family_code, family_name
 
 
@@ -71,6 +82,33 @@ def _check_declared_size(size: tuple[int, int], multiple: int, limit: int) -> No
             f"pixels once padded to a multiple of {multiple} (raise it with max_pixels or "
             "$VAEGAN_MAX_PIXELS if the file is trusted)"
         )
+
+
+def read_compressed(path: str | os.PathLike) -> bytes:
+    """A compressed file's bytes, reading no more than its header says a valid file holds.
+
+    A FIFO, a device (``/dev/zero``), a folder or a large foreign file is refused after at most
+    :data:`common.bitstream.HEAD_BYTES` bytes, never read to its end.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VAEGANError(f"input not found: {path}")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise VAEGANError(f"expected a compressed file, but {path} is {kind}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+            try:
+                total = file_length(head)
+            except CorruptFileError as exc:
+                raise CorruptFileError(f"{path}: {exc}") from None
+            data = head + f.read(max(0, total - len(head)) + 1)
+    except OSError as exc:
+        raise VAEGANError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > total:
+        raise CorruptFileError(f"{path}: file has unexpected trailing bytes or bad stream lengths")
+    return data
 
 
 def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ from PIL import Image  # noqa: E402
 from common import zoo  # noqa: E402
 from common.checkpoint import load_model  # noqa: E402
 from common.cli import run_cli  # noqa: E402
-from common.codec import compress_image, decompress_bytes  # noqa: E402
+from common.codec import compress_image, decompress_bytes, read_compressed  # noqa: E402
 from common.datasets import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.files import atomic_write  # noqa: E402
@@ -89,15 +89,6 @@ def _png_bytes(image, dst: Path) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=OUTPUT_FORMATS[dst.suffix.lower()])
     return buf.getvalue()
-
-
-def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise VAEGANError(f"expected a compressed file, got a folder: {path}")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise VAEGANError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _make_folder(folder: Path) -> None:
@@ -165,7 +156,7 @@ def main(argv=None) -> int:
                 msg = f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
                 msg += "".join(f" [{n}]" for n in notes)
             else:
-                image = decompress_bytes(_read_bytes(src), model, max_pixels=args.max_pixels)
+                image = decompress_bytes(read_compressed(src), model, max_pixels=args.max_pixels)
                 _make_folder(dst.parent)
                 atomic_write(dst, _png_bytes(image, dst))
                 msg = f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}"

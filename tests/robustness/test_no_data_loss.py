@@ -132,3 +132,31 @@ def test_fifo_in_an_input_folder_is_skipped(tiny_beta_path, tmp_path, rng):
     assert r.returncode == 0 and "pipe.png: not a regular file" in r.stderr, r.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["ok.vgan"]
     assert np.asarray(Image.open(folder / "ok.png")).shape == (40, 48, 3)
+
+
+def test_reads_no_more_than_a_valid_file_holds(tiny_beta_path, tmp_path, rng):
+    """/dev/zero, a FIFO, a large foreign file or trailing junk are refused without reading them through."""
+    from common.codec import read_compressed
+    from common.errors import CorruptFileError
+
+    img = tmp_path / "x.png"
+    Image.fromarray(random_image(rng, 40, 48)).save(img)
+    assert codec("compress", img, tmp_path / "x.vgan", "--model_path", tiny_beta_path).returncode == 0
+    good = (tmp_path / "x.vgan").read_bytes()
+    assert read_compressed(tmp_path / "x.vgan") == good
+
+    big = tmp_path / "foreign.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse: reading it through would take seconds and memory
+    with pytest.raises(CorruptFileError, match="wrong magic bytes"):
+        read_compressed(big)
+    (tmp_path / "junk.vgan").write_bytes(good + b"\0" * (1 << 20))
+    with pytest.raises(CorruptFileError, match="trailing bytes"):
+        read_compressed(tmp_path / "junk.vgan")
+    with pytest.raises(VAEGANError, match="not a regular file"):
+        read_compressed("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.vgan")
+    with pytest.raises(VAEGANError, match="not a regular file"):
+        read_compressed(tmp_path / "pipe.vgan")
+    r = codec("decompress", "/dev/zero", tmp_path / "z.png", "--model_path", tiny_beta_path)
+    _one_line_error(r, "not a regular file")

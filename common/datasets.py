@@ -87,6 +87,8 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
         raise ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
+    except Exception as exc:  # plugins and EXIF parsing raise TypeError, KeyError, struct.error, ...
+        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     return array, notes

@@ -200,3 +200,19 @@ def test_only_the_formats_we_mean_to_read(tmp_path, monkeypatch, rng):
     for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("TIFF", "tif"), ("WEBP", "webp"), ("PPM", "pgm")):
         Image.fromarray(random_image(rng, 20, 24)).save(tmp_path / f"ok.{ext}", format=fmt)
         assert load_image(tmp_path / f"ok.{ext}")[0].shape == (20, 24, 3)
+
+
+@pytest.mark.parametrize("error", [TypeError("bad EXIF rational"), KeyError(274), ZeroDivisionError()])
+def test_non_pillow_errors_while_decoding_are_image_errors(tmp_path, monkeypatch, rng, error):
+    """Malformed EXIF or TIFF tags make Pillow raise whatever its parser hits; each is one ImageError."""
+    from PIL import ImageOps
+
+    path = tmp_path / "odd.jpg"
+    Image.fromarray(random_image(rng, 20, 24)).save(path)
+
+    def broken(img):
+        raise error
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    with pytest.raises(ImageError, match=f"odd.jpg: cannot decode image \\({type(error).__name__}"):
+        load_image(path)

@@ -49,6 +49,8 @@ def compress_image(model, image: np.ndarray, max_pixels: int | None = None) -> b
 
 
 def describe(family: str | None, mid: bytes, path: str | None = None) -> str:
+    """'beta_vae_gan model 1a2b... (its file)': a shipped checkpoint is named even when no path is given."""
+    path = path or zoo.find_by_id(mid)
     where = f" ({path})" if path else ""
     return f"{family or 'unknown family'} model {mid.hex()}{where}"
 
@@ -66,7 +68,13 @@ def model_for(data: bytes, model=None):
                 f"file was written by {describe(family, header.model_id)}, which is not a shipped "
                 "checkpoint; pass the checkpoint that wrote it with --model_path"
             )
-        return load_model(path)
+        shipped = load_model(path)
+        if shipped.family != family:
+            raise CorruptFileError(
+                f"file is damaged: its family byte says {family}, but its model identity is that of "
+                f"{path} ({shipped.family})"
+            )
+        return shipped
     if model.family != family or model.identity() != header.model_id:
         raise ModelMismatchError(
             f"file was written by {describe(family, header.model_id)}, but the checkpoint given is "

@@ -116,3 +116,27 @@ def test_unreadable_inputs_are_image_errors(tmp_path):
     for name in ("bad.png", "cut.png", "missing.png", "."):
         with pytest.raises(ImageError):
             load_image(tmp_path / name)
+
+
+def test_shipped_files_name_their_checkpoints_and_the_family_byte_is_checked(rng):
+    """Messages name the shipped files, not only hex ids; a family byte that contradicts the identity is damage."""
+    import struct
+    import zlib
+
+    from common import zoo
+    from common.bitstream import MAGIC
+    from common.registry import family_code
+
+    shipped = zoo.shipped("beta_vae_gan")
+    if len(shipped) < 2:
+        pytest.skip("needs two shipped beta_vae_gan checkpoints")
+    (p1, _), (p2, _) = shipped[:2]
+    data = compress_image(load_model(p1), random_image(rng, 64, 64))
+    with pytest.raises(ModelMismatchError) as err:
+        decompress_bytes(data, load_model(p2))
+    assert p1.name in str(err.value) and p2.name in str(err.value)
+    body = bytearray(data[:-4])
+    body[len(MAGIC) + 1] = family_code("vq_vae_gan")
+    forged = bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+    with pytest.raises(CorruptFileError, match="family byte says vq_vae_gan, but its model identity"):
+        decompress_bytes(forged)

@@ -176,7 +176,10 @@ def resolve_set(data_dir: str | Path, name: str) -> Path:
     sub = KNOWN_SETS.get(name.lower(), name)
     path = Path(data_dir) / sub
     if not path.is_dir():
-        hint = f" (run scripts/download_{name.lower()}.py)" if name.lower() in KNOWN_SETS else ""
+        root = Path(name).parts[0].lower() if Path(name).parts else ""  # bsds500/train -> bsds500
+        hint = ""
+        if root in KNOWN_SETS:
+            hint = f"; fetch it with: python scripts/download_{root}.py --data_dir {data_dir}"
         raise DataError(f"dataset {name!r} not found at {path}{hint}")
     return path
 

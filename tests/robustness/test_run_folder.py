@@ -93,3 +93,18 @@ def test_unreadable_training_images_are_found_up_front_or_skipped(tmp_path, caps
 def test_a_patch_size_the_model_cannot_take_is_one_line(data_dir, tmp_path, patch, hint):
     with pytest.raises(VAEGANError, match=f"--patch_size {patch} does not fit .* multiple of 64 px.*{hint}"):
         _trainer(data_dir, tmp_path / "run", patch_size=patch)
+
+
+def test_missing_training_data_names_the_download_script(tmp_path):
+    from common.datasets import resolve_set
+    from common.errors import DataError
+
+    with pytest.raises(
+        DataError, match=r"'bsds500/train' not found .*python scripts/download_bsds500.py --data_dir"
+    ):
+        resolve_set(tmp_path, "bsds500/train")
+    with pytest.raises(DataError, match=r"download_kodak.py"):
+        resolve_set(tmp_path, "kodak")
+    with pytest.raises(DataError) as err:
+        resolve_set(tmp_path, "my_photos")
+    assert "download" not in str(err.value)

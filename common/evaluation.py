@@ -186,7 +186,8 @@ def evaluate_checkpoint(
         patch_fid = PatchFID(features=fid_reference.features, patch_size=fid_reference.patch_size)
     compress_image(model, np.zeros((64, 64, 3), dtype=np.uint8))  # warm-up, not timed
     rows = []
-    for path in tqdm(files, desc=Path(model.checkpoint_path or "model").stem, disable=not progress):
+    # the point's folder names checkpoint and setting (e.g. vq_vae_gan-k512x3-stages2, ...-q1-top2)
+    for path in tqdm(files, desc=f"{model.family}: {out_dir.name}", disable=not progress):
         try:
             image, notes = load_image(path)
         except VAEGANError as exc:

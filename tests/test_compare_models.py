@@ -211,7 +211,8 @@ def test_report_renders_in_headless_chromium(compared, tmp_path):
     ]
     dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=180)
     assert 'data-images-loaded="all"' in dom.stdout, dom.stderr[-2000:]
-    assert 'data-images-total="14"' in dom.stdout
+    images = len(FIGURES) + 2 + 2 * (1 + 3)  # figures, crops, sliders: as test_every_output_is_written
+    assert f'data-images-total="{images}"' in dom.stdout
     shot = tmp_path / "shot.png"
     subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1280,2000", url], capture_output=True, timeout=180

@@ -11,6 +11,7 @@ checked before any model is loaded or any stream decoded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -119,6 +120,19 @@ def read_compressed(path: str | os.PathLike) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Decode on one CPU thread: a convolution split over threads sums in another order, and the
+    float32 results then differ in the last bits, enough to move a few pixels by one level. The same
+    file must give the same pixels on 1 and on 16 threads (tests/robustness/test_determinism.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> np.ndarray:
     """Bytes of a compressed file -> uint8 (H, W, 3). Raises the project's errors, nothing else.
 
@@ -131,7 +145,8 @@ def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> 
     _check_declared_size(read_header(data).size, model.pad_multiple, limit)
     _, compressed = unpack(data)
     try:
-        x_hat = model.decompress(compressed)
+        with one_thread():
+            x_hat = model.decompress(compressed)
     except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptFileError(f"file is damaged: its streams do not decode ({first})") from None

@@ -33,6 +33,32 @@ from common.datasets import to_tensor, to_uint8
 from common.errors import CorruptFileError, ImageError, ModelMismatchError, VAEGANError
 from common.registry import family_code, family_name
 
+MAX_MEMORY_ENV = "VAEGAN_MAX_MEMORY"
+DEFAULT_MAX_MEMORY = 4 << 30
+
+
+def memory_limit() -> int:
+    """Bytes one intermediate may take (``$VAEGAN_MAX_MEMORY``, default 4 GiB)."""
+    value = os.environ.get(MAX_MEMORY_ENV, "").strip()
+    try:
+        limit = int(float(value)) if value else DEFAULT_MAX_MEMORY
+    except ValueError:
+        raise VAEGANError(f"${MAX_MEMORY_ENV} must be a number of bytes, not {value!r}") from None
+    if limit <= 0:
+        raise VAEGANError(f"${MAX_MEMORY_ENV} must be positive, not {value!r}")
+    return limit
+
+
+def _check_memory(model, size: tuple[int, int], error=VAEGANError) -> None:
+    need, limit = model.peak_bytes(size), memory_limit()
+    if need > limit:
+        raise error(
+            f"a {size[0]}x{size[1]} image needs about {need / 2**30:.1f} GiB in the {model.family} model "
+            f"(its self-attention grows with the square of the pixel count), over the limit of "
+            f"{limit / 2**30:.1f} GiB; raise ${MAX_MEMORY_ENV} if this machine has the memory, or use "
+            "another family for images this large"
+        )
+
 
 def compress_image(model, image: np.ndarray, max_pixels: int | None = None) -> bytes:
     """uint8 (H, W, 3) -> the bytes of a complete compressed file."""
@@ -43,6 +69,7 @@ def compress_image(model, image: np.ndarray, max_pixels: int | None = None) -> b
             f"image of {size[0]}x{size[1]} pixels is over the limit of {limit} pixels once padded "
             f"to a multiple of {model.pad_multiple} (raise it with max_pixels or $VAEGAN_MAX_PIXELS)"
         )
+    _check_memory(model, size, ImageError)
     x = to_tensor(image).to(next(model.parameters()).device)
     with torch.no_grad():
         compressed = model.compress(x)
@@ -143,6 +170,7 @@ def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> 
     _check_declared_size(read_header(data).size, 1, limit)
     model = model_for(data, model)
     _check_declared_size(read_header(data).size, model.pad_multiple, limit)
+    _check_memory(model, read_header(data).size)
     _, compressed = unpack(data)
     try:
         with one_thread():

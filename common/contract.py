@@ -75,6 +75,13 @@ class CompressionModel(nn.Module):
             setattr(view, name, value)
         return view
 
+    def peak_bytes(self, size: tuple[int, int]) -> int:
+        """Memory of the largest intermediate that grows faster than the pixel count (0: none).
+
+        The codec refuses an image whose figure is over the memory budget before running the
+        network (self-attention over n positions holds n² scores)."""
+        return 0
+
     def rate_weights(self) -> dict[str, float]:
         """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""
         return {}

@@ -216,3 +216,33 @@ def test_non_pillow_errors_while_decoding_are_image_errors(tmp_path, monkeypatch
     monkeypatch.setattr(ImageOps, "exif_transpose", broken)
     with pytest.raises(ImageError, match=f"odd.jpg: cannot decode image \\({type(error).__name__}"):
         load_image(path)
+
+
+def test_memory_growing_with_the_square_of_the_size_is_refused_before_running(monkeypatch, rng):
+    """The hierarchical model's attention holds n² scores: over $VAEGAN_MAX_MEMORY an image is refused
+    by the encoder, and a file by the decoder, before the network runs; families without such growth
+    say 0 and are never refused by it."""
+    from common.codec import memory_limit
+    from common.errors import VAEGANError
+    from tests.robustness.harness import tiny_model
+
+    hier = tiny_model("hierarchical_vae_gan")
+    image = random_image(rng, 128, 192)
+    need = hier.peak_bytes((128, 192))
+    assert need > 0 and hier.peak_bytes((256, 384)) == 16 * need  # n grows 4x, n² 16x
+    assert hier.peak_bytes((4096, 4096)) >= memory_limit()  # a 16 MP image is over the default 4 GiB
+    data = compress_image(hier, image)
+    monkeypatch.setenv("VAEGAN_MAX_MEMORY", str(need - 1))
+    ran = []
+    monkeypatch.setattr(hier, "compress", lambda *a, **k: ran.append(1))
+    with pytest.raises(ImageError, match=r"128x192 image needs about .* GiB .*VAEGAN_MAX_MEMORY"):
+        compress_image(hier, image)
+    with pytest.raises(VAEGANError, match="square of the pixel count"):
+        decompress_bytes(data, hier)
+    assert ran == []
+    beta = tiny_model("beta_vae_gan")
+    assert beta.peak_bytes((4096, 4096)) == 0
+    decompress_bytes(compress_image(beta, image), beta)  # not affected by the budget
+    monkeypatch.setenv("VAEGAN_MAX_MEMORY", "lots")
+    with pytest.raises(VAEGANError, match="must be a number of bytes"):
+        memory_limit()

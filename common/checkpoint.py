@@ -140,12 +140,33 @@ def widen_state(state: dict, reference: dict) -> dict:
     return {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
 
 
+SMALL_SETTING = 4096  # config numbers up to this need no evidence in the weights
+
+
+def _check_widths(path, ckpt: dict) -> None:
+    """Refuse, before building anything, a config asking for a width no tensor in the file has.
+
+    Every large setting of a real checkpoint (channels, codebook size) is some tensor's dimension;
+    a tampered config asking for N = 10**6 would otherwise allocate terabytes before the weights
+    are found not to fit.
+    """
+    dims = {d for t in ckpt["model"].values() if isinstance(t, torch.Tensor) for d in t.shape}
+    largest = max(dims, default=0)
+    for key, value in ckpt["config"].items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > max(SMALL_SETTING, largest):
+            raise CheckpointError(
+                f"{path}: config asks for {key}={value}, larger than any tensor in the file "
+                f"(largest dimension {largest}): refusing to build it"
+            )
+
+
 def load_model(path: str | os.PathLike, expect_family: str | None = None, verify: bool = True):
     """Load a model ready for compress/decompress (eval mode, CPU, tables present)."""
     ckpt = read_checkpoint(path)
     family = ckpt["family"]
     if expect_family is not None and family != expect_family:
         raise CheckpointError(f"{path} holds a {family} model, but a {expect_family} model was expected")
+    _check_widths(path, ckpt)
     model = build_model(family, ckpt["config"])
     try:
         model.load_state_dict(widen_state(ckpt["model"], model.state_dict()))

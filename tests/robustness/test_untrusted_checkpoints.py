@@ -141,3 +141,16 @@ def test_checkpoint_with_non_finite_weights_is_refused_at_load(tiny_beta_path, t
 
         with pytest.raises(CheckpointError, match=r"1 tensors hold NaN or inf values \(first: g_s.6.bias\)"):
             load_model(_resave(tiny_beta_path, tmp_path, poison))
+
+
+def test_config_asking_for_huge_widths_is_refused_before_building(tiny_beta_path, tmp_path, monkeypatch):
+    from common import checkpoint
+
+    def huge(c):
+        c["config"]["N"] = 10**6
+
+    built = []
+    monkeypatch.setattr(checkpoint, "build_model", lambda *a: built.append(a))
+    with pytest.raises(CheckpointError, match=r"config asks for N=1000000, larger than any tensor"):
+        load_model(_resave(tiny_beta_path, tmp_path, huge))
+    assert built == []

@@ -62,6 +62,9 @@ class BetaVAEGAN(CompressionModel):
     Config = BetaVAEGANConfig
     pad_multiple = 64
 
+    def transform_width(self) -> int:
+        return self.config.N
+
     def __init__(self, config: BetaVAEGANConfig):
         super().__init__(config)
         N, M = config.N, config.M

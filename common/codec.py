@@ -34,14 +34,13 @@ from common.errors import CorruptFileError, ImageError, ModelMismatchError, VAEG
 from common.registry import family_code, family_name
 
 MAX_MEMORY_ENV = "VAEGAN_MAX_MEMORY"
-DEFAULT_MAX_MEMORY = 4 << 30
 
 
 def memory_limit() -> int:
-    """Bytes one intermediate may take (``$VAEGAN_MAX_MEMORY``, default 4 GiB)."""
+    """Bytes coding one image may take: ``$VAEGAN_MAX_MEMORY``, else half of this machine's memory."""
     value = os.environ.get(MAX_MEMORY_ENV, "").strip()
     try:
-        limit = int(float(value)) if value else DEFAULT_MAX_MEMORY
+        limit = int(float(value)) if value else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except ValueError:
         raise VAEGANError(f"${MAX_MEMORY_ENV} must be a number of bytes, not {value!r}") from None
     if limit <= 0:
@@ -50,13 +49,12 @@ def memory_limit() -> int:
 
 
 def _check_memory(model, size: tuple[int, int], error=VAEGANError) -> None:
-    need, limit = model.peak_bytes(size), memory_limit()
+    need, limit = model.memory_bytes(size), memory_limit()
     if need > limit:
         raise error(
-            f"a {size[0]}x{size[1]} image needs about {need / 2**30:.1f} GiB in the {model.family} model "
-            f"(its self-attention grows with the square of the pixel count), over the limit of "
-            f"{limit / 2**30:.1f} GiB; raise ${MAX_MEMORY_ENV} if this machine has the memory, or use "
-            "another family for images this large"
+            f"a {size[0]}x{size[1]} image needs about {need / 2**30:.1f} GiB to code with the "
+            f"{model.family} model, over the limit of {limit / 2**30:.1f} GiB (half of this machine's "
+            f"memory unless ${MAX_MEMORY_ENV} says otherwise); raise it if the memory is there"
         )
 
 

@@ -125,6 +125,9 @@ class VQVAEGAN(CompressionModel):
             raise ValueError(f"this model has {self.config.num_quantizers} stages; {k} requested")
         return k
 
+    def transform_width(self) -> int:
+        return self.config.channels
+
     def with_stages(self, k: int) -> VQVAEGAN:
         """A view sharing these weights whose evaluation forward and ``compress`` use the first k stages."""
         self._stages(k)

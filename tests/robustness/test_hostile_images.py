@@ -218,31 +218,45 @@ def test_non_pillow_errors_while_decoding_are_image_errors(tmp_path, monkeypatch
         load_image(path)
 
 
-def test_memory_growing_with_the_square_of_the_size_is_refused_before_running(monkeypatch, rng):
-    """The hierarchical model's attention holds n² scores: over $VAEGAN_MAX_MEMORY an image is refused
-    by the encoder, and a file by the decoder, before the network runs; families without such growth
-    say 0 and are never refused by it."""
+def test_memory_over_the_budget_is_refused_before_running(monkeypatch, rng):
+    """Coding memory is estimated from the size (activations per pixel; the hierarchical attention's n²
+    scores on top): over $VAEGAN_MAX_MEMORY the encoder refuses the image and the decoder the file
+    (a tiny file may declare a huge image) before the network runs."""
+    from common.bitstream import MAGIC, pack, unpack
     from common.codec import memory_limit
     from common.errors import VAEGANError
+    from common.registry import family_code
     from tests.robustness.harness import tiny_model
 
-    hier = tiny_model("hierarchical_vae_gan")
+    hier, beta = tiny_model("hierarchical_vae_gan"), tiny_model("beta_vae_gan")
     image = random_image(rng, 128, 192)
-    need = hier.peak_bytes((128, 192))
-    assert need > 0 and hier.peak_bytes((256, 384)) == 16 * need  # n grows 4x, n² 16x
-    assert hier.peak_bytes((4096, 4096)) >= memory_limit()  # a 16 MP image is over the default 4 GiB
+    small, large = hier.memory_bytes((128, 192)), hier.memory_bytes((4096, 4096))
+    attention = (
+        hier.memory_bytes((4096, 4096)) - beta.memory_bytes((4096, 4096)) * hier.config.N // beta.config.N
+    )
+    assert 0 < small < large and attention > 0  # the n² term is there
+    assert beta.memory_bytes((2 * 128, 2 * 192)) == 4 * beta.memory_bytes((128, 192))  # linear in pixels
     data = compress_image(hier, image)
-    monkeypatch.setenv("VAEGAN_MAX_MEMORY", str(need - 1))
+    monkeypatch.setenv("VAEGAN_MAX_MEMORY", str(small - 1))
     ran = []
     monkeypatch.setattr(hier, "compress", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(hier, "decompress", lambda *a, **k: ran.append(1))
     with pytest.raises(ImageError, match=r"128x192 image needs about .* GiB .*VAEGAN_MAX_MEMORY"):
         compress_image(hier, image)
-    with pytest.raises(VAEGANError, match="square of the pixel count"):
+    with pytest.raises(VAEGANError, match="needs about"):
         decompress_bytes(data, hier)
     assert ran == []
-    beta = tiny_model("beta_vae_gan")
-    assert beta.peak_bytes((4096, 4096)) == 0
-    decompress_bytes(compress_image(beta, image), beta)  # not affected by the budget
+    # a file of a few bytes declaring 8192x8192 pixels: refused from its header under a 1 GiB budget
+    monkeypatch.setenv("VAEGAN_MAX_MEMORY", str(1 << 30))
+    _, compressed = unpack(compress_image(beta, image))
+    forged = pack(
+        type(compressed)(streams=compressed.streams, size=(8192, 8192)),
+        family_code("beta_vae_gan"),
+        beta.identity(),
+    )
+    assert forged[: len(MAGIC)] == MAGIC and len(forged) < 2000
+    with pytest.raises(VAEGANError, match=r"8192x8192 image needs about [0-9.]+ GiB"):
+        decompress_bytes(forged, beta)
     monkeypatch.setenv("VAEGAN_MAX_MEMORY", "lots")
     with pytest.raises(VAEGANError, match="must be a number of bytes"):
         memory_limit()

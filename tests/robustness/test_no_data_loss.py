@@ -23,6 +23,7 @@ def codec(*args):
         env=ENV,
         capture_output=True,
         text=True,
+        errors="backslashreplace",  # file names that are not UTF-8 are printed as their bytes
         timeout=300,
     )
 
@@ -160,3 +161,17 @@ def test_reads_no_more_than_a_valid_file_holds(tiny_beta_path, tmp_path, rng):
         read_compressed(tmp_path / "pipe.vgan")
     r = codec("decompress", "/dev/zero", tmp_path / "z.png", "--model_path", tiny_beta_path)
     _one_line_error(r, "not a regular file")
+
+
+def test_non_utf8_file_names_round_trip(tiny_beta_path, tmp_path, rng):
+    """A name that is not valid UTF-8 (bytes 0xff 0xfe) is coded, reported and decoded like any other."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.fsdecode(b"\xff\xfe photo.png")
+    Image.fromarray(random_image(rng, 40, 48)).save(folder / odd)
+    r = codec("compress", folder, tmp_path / "out", "--model_path", tiny_beta_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"\xff\xfe photo.vgan"]
+    r = codec("decompress", tmp_path / "out", tmp_path / "back", "--model_path", tiny_beta_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert np.asarray(Image.open(tmp_path / "back" / odd)).shape == (40, 48, 3)

@@ -75,6 +75,13 @@ class CompressionModel(nn.Module):
             setattr(view, name, value)
         return view
 
+    def rate_points(self) -> list[tuple[CompressionModel, str]]:
+        """(view, name suffix) for each rate one checkpoint offers, lowest first; most families: itself.
+
+        A family that codes several rates with one set of weights (VQ's residual stages) returns a
+        view per rate, so the codec (``--quality``) and the comparison reach every rate it ships."""
+        return [(self, "")]
+
     # Peak bytes per padded pixel, per channel of the widest full-resolution transform: measured
     # on the shipped checkpoints (2048x2048, one thread, resident memory above the loaded model:
     # 210-270 bytes per pixel at 64 channels), rounded up.

@@ -227,14 +227,11 @@ def load_families(args) -> tuple[dict[str, list[tuple[Path, object]]], list[str]
 
 
 def rate_points(path: Path, model) -> list[tuple[object, str]]:
-    """(model view, point name) per rate point: one per checkpoint, one per residual stage for VQ models.
+    """(model view, point name) per rate point the checkpoint offers (``CompressionModel.rate_points``).
 
-    Same names as ``vq_vae_gan/evaluate.py --stages``: ``<stem>-stages<k>``.
+    VQ names match ``vq_vae_gan/evaluate.py --stages``: ``<stem>-stages<k>``.
     """
-    stages = getattr(getattr(model, "config", None), "num_quantizers", None)
-    if stages and hasattr(model, "with_stages"):
-        return [(model.with_stages(k), f"{path.stem}-stages{k}") for k in range(1, stages + 1)]
-    return [(model, path.stem)]
+    return [(view, path.stem + suffix) for view, suffix in model.rate_points()]
 
 
 def load_results_file(path: str) -> dict:

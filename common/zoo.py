@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from common.checkpoint import read_checkpoint
+from common.checkpoint import load_model, read_checkpoint
 from common.errors import CheckpointError
 from common.registry import FAMILIES
 
@@ -26,16 +26,35 @@ def shipped(family: str) -> tuple[tuple[Path, bytes], ...]:
 
 def default_checkpoint(family: str = DEFAULT_FAMILY, quality: int | None = None) -> Path:
     """Quality 1 is the lowest rate; None picks the middle one."""
-    models = shipped(family)
-    if not models:
-        raise CheckpointError(
-            f"no shipped {family} checkpoints in {ROOT / family / 'pretrained'}; pass --model_path"
-        )
+    models = _require(family)
     if quality is None:
         return models[len(models) // 2][0]
     if not 1 <= quality <= len(models):
         raise CheckpointError(f"--quality must be between 1 and {len(models)} for {family}")
     return models[quality - 1][0]
+
+
+def shipped_model(family: str = DEFAULT_FAMILY, quality: int | None = None):
+    """The shipped model (a view, for families with several rates per checkpoint) at ``quality``.
+
+    Quality 1 is the lowest rate over every rate point the family ships (VQ: its residual stages
+    1..k of one checkpoint); None picks the middle one.
+    """
+    points = [view for path, _ in _require(family) for view, _ in load_model(path).rate_points()]
+    if quality is None:
+        return points[len(points) // 2]
+    if not 1 <= quality <= len(points):
+        raise CheckpointError(f"--quality must be between 1 and {len(points)} for {family}")
+    return points[quality - 1]
+
+
+def _require(family: str) -> tuple[tuple[Path, bytes], ...]:
+    models = shipped(family)
+    if not models:
+        raise CheckpointError(
+            f"no shipped {family} checkpoints in {ROOT / family / 'pretrained'}; pass --model_path"
+        )
+    return models
 
 
 def find_by_id(model_id: bytes) -> Path | None:

@@ -131,7 +131,8 @@ def main(argv=None) -> int:
         "--quality",
         type=int,
         default=None,
-        help="shipped checkpoint, 1 = lowest rate (default: the middle one)",
+        help="shipped rate point, 1 = lowest rate: beta_vae_gan 1-5 (its checkpoints), vq_vae_gan 1-3 "
+        "(residual stages of one checkpoint), hierarchical_vae_gan 1-3 (default: the middle one)",
     )
     args = parser.parse_args(argv)
 
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     if args.model_path:
         model = load_model(args.model_path)
     elif args.mode == "compress":
-        model = load_model(zoo.default_checkpoint(args.family, args.quality))
+        model = zoo.shipped_model(args.family, args.quality)
     pairs = _pairs(args.input, args.output, args.mode, args.overwrite)
     if args.input.is_dir() and pairs:
         _make_folder(args.output)

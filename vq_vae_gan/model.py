@@ -125,6 +125,10 @@ class VQVAEGAN(CompressionModel):
             raise ValueError(f"this model has {self.config.num_quantizers} stages; {k} requested")
         return k
 
+    def rate_points(self) -> list[tuple[VQVAEGAN, str]]:
+        """One view per number of residual stages decoded (``-stages<k>``, as ``evaluate.py --stages``)."""
+        return [(self.with_stages(k), f"-stages{k}") for k in range(1, self.config.num_quantizers + 1)]
+
     def transform_width(self) -> int:
         return self.config.channels
 

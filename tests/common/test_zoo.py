@@ -26,3 +26,46 @@ def test_shipped_checkpoints_are_found_by_quality_and_identity(rng):
 def test_bad_quality_is_a_clear_error():
     with pytest.raises(CheckpointError, match="--quality must be between"):
         zoo.default_checkpoint("beta_vae_gan", quality=99)
+
+
+def test_every_shipped_rate_is_reachable_by_quality(rng, tmp_path):
+    """VQ ships three rates in one checkpoint (residual stages): --quality 1..3 reaches each."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from tests.conftest import ROOT
+
+    if not zoo.shipped("vq_vae_gan"):
+        pytest.skip("no shipped VQ checkpoint")
+    k = load_model(zoo.shipped("vq_vae_gan")[0][0]).config.num_quantizers
+    image = random_image(rng, 64, 96)
+    sizes = []
+    for q in range(1, k + 1):
+        view = zoo.shipped_model("vq_vae_gan", q)
+        assert view.coding_stages == q
+        data = compress_image(view, image)
+        assert np.array_equal(decompress_bytes(data), decompress_bytes(data, view))  # found from the header
+        sizes.append(len(data))
+    assert sizes == sorted(sizes) and len(set(sizes)) == k  # each stage adds bits
+    with pytest.raises(CheckpointError, match=f"between 1 and {k} for vq_vae_gan"):
+        zoo.shipped_model("vq_vae_gan", k + 1)
+    betas = zoo.shipped("beta_vae_gan")
+    assert zoo.shipped_model("beta_vae_gan", 1).checkpoint_path == str(betas[0][0])
+    Image.fromarray(image).save(tmp_path / "in.png")
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "codec.py"),
+            "compress",
+            tmp_path / "in.png",
+            tmp_path / "a.vgan",
+        ]
+        + ["--family", "vq_vae_gan", "--quality", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.vgan").stat().st_size == sizes[0]

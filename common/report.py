@@ -421,8 +421,11 @@ def bd_rows(curves: list[dict], anchors: list[str]) -> tuple[list[dict], list[st
                         "bpp_low": b[0],
                         "bpp_high": b[1],
                         "note": r["reason"] or "",
+                        "kind": test.get("kind", "published"),
                     }
                 )
+    # what a reader looks for first: each model family against the anchors, then the codecs
+    rows.sort(key=lambda row: row["kind"] != "model")
     return rows, notes
 
 
@@ -475,7 +478,7 @@ def write_bd_tables(rows: list[dict], notes: list[str], out: Path) -> None:
     (out / "bd_rate.md").write_text(bd_markdown(rows, notes))
     with open(out / "bd_rate.csv", "w", newline="") as f:
         fields = ["anchor", "test", "metric", "bd_rate_percent", "bd_metric"]
-        fields += ["metric_low", "metric_high", "bpp_low", "bpp_high", "note"]
+        fields += ["metric_low", "metric_high", "bpp_low", "bpp_high", "note", "kind"]
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
         writer.writerows(rows)

@@ -235,3 +235,15 @@ def test_vq_checkpoints_give_one_point_per_residual_stage(tiny_beta_path):
     assert [view.coding_stages for view, _ in points] == [1, 2]
     beta = load_model(tiny_beta_path)
     assert report.rate_points(tiny_beta_path, beta) == [(beta, "tiny_beta")]
+
+
+def test_bd_rows_put_the_models_first():
+    curve = lambda name, kind, shift: {  # noqa: E731
+        "id": name,
+        "name": name,
+        "kind": kind,
+        "results": {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr-rgb": [v + shift for v in (25.0, 27.0, 29.0, 31.0)]},
+    }
+    curves = [curve("hevc", "codec", 1), curve("webp", "codec", 0.5), curve("ours", "model", 0)]
+    rows, _ = report.bd_rows(curves, ["hevc"])
+    assert [r["test"] for r in rows] == ["ours", "webp"] and rows[0]["kind"] == "model"

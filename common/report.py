@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="crop_images",
         nargs="+",
         default=None,
-        help="images (file name or stem) for side-by-sides and sliders (default: the first two)",
+        help="images (file name or stem) for side-by-sides and sliders, or 'all' (default: the first two)",
     )
     p.add_argument(
         "--anchors", nargs="+", default=list(DEFAULT_ANCHORS), help="BD-rate anchors (codec or curve names)"
@@ -656,6 +656,8 @@ def report_html(
 def choose_images(files: list[Path], names: list[str] | None) -> list[Path]:
     if not names:
         return files[:2]
+    if [n.lower() for n in names] == ["all"]:
+        return list(files)
     chosen = []
     for n in names:
         match = [f for f in files if n in (f.name, f.stem)]
@@ -704,6 +706,17 @@ def side_by_sides(curves: list[dict], crop_files: list[Path], target: float, cac
         )
         slider_sets.append((path.name, image, recon))
     return crops, info, slider_sets
+
+
+def images_shown(slider_sets: list, total: int) -> str:
+    """Which images the side-by-sides and sliders show, said in the report."""
+    names = ", ".join(name for name, _, _ in slider_sets)
+    if len(slider_sets) == total:
+        return f"Every image of the set ({names})."
+    return (
+        f"{len(slider_sets)} of the {total} images ({names}), chosen with --crop_images "
+        "(the first two by default; --crop_images all shows every one)."
+    )
 
 
 def slider_sections(slider_sets: list) -> tuple[list[str], str, str]:
@@ -811,6 +824,7 @@ def compare_main(argv=None) -> int:
 
     crops, side_info, slider_sets = side_by_sides(curves, crop_files, args.target_bpp, cache_root, out)
     sliders, slider_note, slider_mode = slider_sections(slider_sets)
+    slider_note = images_shown(slider_sets, len(files)) + " " + slider_note
 
     title = f"Learned vs classical compression on {set_name} ({len(files)} images)"
     page = report_html(title, command, notes, curves, figures, rows, bd_notes, crops, sliders, slider_note)

@@ -247,3 +247,13 @@ def test_bd_rows_put_the_models_first():
     curves = [curve("hevc", "codec", 1), curve("webp", "codec", 0.5), curve("ours", "model", 0)]
     rows, _ = report.bd_rows(curves, ["hevc"])
     assert [r["test"] for r in rows] == ["ours", "webp"] and rows[0]["kind"] == "model"
+
+
+def test_the_report_says_which_images_it_shows(compared):
+    _, out = compared
+    assert "Every image of the set (a.png, b.png)." in (out / "report.html").read_text()
+    files = [Path(f"kodim{i:02d}.png") for i in range(1, 25)]
+    assert report.choose_images(files, ["all"]) == files
+    sets = [(f.name, None, []) for f in report.choose_images(files, None)]
+    assert report.images_shown(sets, 24).startswith("2 of the 24 images (kodim01.png, kodim02.png)")
+    assert "--crop_images all" in report.images_shown(sets, 24)

@@ -93,7 +93,7 @@ def rd_figure(
     if bpp_range is None:
         hi = max(float(b.max()) for _, (b, _) in data)
         bpp_range = (0.0, min(2.0, hi * 1.05))
-    fig = Figure(figsize=(7.5, 5.2), dpi=110)
+    fig = Figure(figsize=(9.5, 5.2), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     visible = []
@@ -110,8 +110,8 @@ def rd_figure(
     ax.set_ylabel(spec.label)
     ax.grid(True, alpha=0.3)
     ax.set_title(title or f"{spec.label} vs rate")
-    ax.legend(fontsize=8, loc="lower right" if spec.higher_is_better else "upper right")
-    fig.tight_layout()
+    # beside the axes, not on them: with a dozen curves any corner hides some
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 

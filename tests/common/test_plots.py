@@ -66,3 +66,22 @@ def test_checkpoint_visuals_reports_the_real_file(tiny_beta_path, tmp_path, rng)
     assert info["bpp"] == pytest.approx(8 * info["bytes"] / (64 * 80))
     assert info["family"] == "beta_vae_gan" and errors.shape == (64, 80, 3)
     assert len(grid.axes) == 3
+
+
+def test_rd_legend_sits_beside_the_axes_and_hides_no_curve():
+    curves = [
+        {
+            "name": f"curve {i}",
+            "kind": "codec",
+            "results": {"bpp": [0.1, 0.5, 1.0], "psnr-rgb": [25 + i, 30 + i, 33 + i]},
+        }
+        for i in range(12)
+    ]
+    fig = plots.rd_figure(curves, "psnr-rgb")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    axes = ax.get_window_extent()
+    assert legend.x0 >= axes.x1  # wholly to the right of the plotting area
+    assert len(ax.get_legend().get_texts()) == 12
+    assert legend.x1 <= fig.bbox.x1 + 1  # and inside the figure, not cut off

@@ -281,8 +281,20 @@ def lpips_distance(model: Any, a: Any, b: Any) -> float:
 def _require_inception_weights(allow_download: bool) -> None:
     """Fail early with a fix-it message instead of letting pytorch-fid download ~100 MB."""
     folder = os.path.join(torch.hub.get_dir(), "checkpoints")
-    if allow_download or os.path.isfile(os.path.join(folder, FID_WEIGHTS_FILE)):
+    target = os.path.join(folder, FID_WEIGHTS_FILE)
+    if allow_download or os.path.isfile(target):
         return
+    if os.path.isfile(FID_SHARED_COPY):  # the copy beside the repository: use it rather than name it
+        try:
+            os.makedirs(folder, exist_ok=True)
+            os.symlink(FID_SHARED_COPY, target)
+            print(
+                f"FID: using the Inception weights at {FID_SHARED_COPY} (linked into {folder})",
+                file=sys.stderr,
+            )
+            return
+        except OSError:
+            pass  # fall through to the message, which names the copy
     raise MetricError(
         _missing_message("FID Inception", FID_WEIGHTS_FILE, folder, FID_WEIGHTS_URL, shared=FID_SHARED_COPY)
     )

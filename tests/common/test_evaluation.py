@@ -141,6 +141,7 @@ def test_missing_lpips_and_inception_weights_leave_columns_out(
     tiny_beta_path, shared_data, tmp_path, monkeypatch, capsys
 ):
     no_lpips_source(monkeypatch)
+    monkeypatch.setattr(M, "FID_SHARED_COPY", str(tmp_path / "no_copy.pth"))
     point_hub_at(monkeypatch, tmp_path / "empty_home")
     result = evaluate(tiny_beta_path, shared_data, tmp_path / "out", tmp_path / "cache")
     out = capsys.readouterr().out

@@ -270,8 +270,23 @@ def inception(tmp_path_factory):
 
 def test_inception_weights_missing_is_a_metric_error(tmp_path, monkeypatch):
     point_hub_at(monkeypatch, tmp_path)
+    monkeypatch.setattr(M, "FID_SHARED_COPY", str(tmp_path / "no_copy.pth"))
     with pytest.raises(M.MetricError, match=M.FID_WEIGHTS_FILE):
         M.InceptionFeatures("cpu")
+
+
+def test_a_local_inception_copy_is_used_not_only_named(tmp_path, monkeypatch, capsys):
+    """The copy beside the repository (shared/data/weights/fid) is linked into the hub folder once."""
+    point_hub_at(monkeypatch, tmp_path / "home")
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(b"weights")
+    monkeypatch.setattr(M, "FID_SHARED_COPY", str(copy))
+    M._require_inception_weights(allow_download=False)
+    linked = tmp_path / "home" / "hub" / "checkpoints" / M.FID_WEIGHTS_FILE
+    assert linked.is_symlink() and linked.read_bytes() == b"weights"
+    assert "using the Inception weights at" in capsys.readouterr().err
+    M._require_inception_weights(allow_download=False)  # now simply there
+    assert capsys.readouterr().err == ""
 
 
 def kodak(name: str) -> np.ndarray:

@@ -117,7 +117,7 @@ class BetaVAEGAN(CompressionModel):
     @torch.no_grad()
     def decompress(self, compressed: Compressed) -> torch.Tensor:
         h, w = compressed.size
-        zh, zw = math.ceil(h / 64), math.ceil(w / 64)
+        zh, zw = math.ceil(h / self.pad_multiple), math.ceil(w / self.pad_multiple)  # z is 1/64
         y_string, z_string = compressed.streams
         z_hat = self.entropy_bottleneck.decompress(z_string, (1, self.config.N, zh, zw))
         scales, means = self._entropy_parameters(z_hat)

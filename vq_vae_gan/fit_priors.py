@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.checkpoint import build_model, export_model, read_checkpoint, widen_state  # noqa: E402
-from common.cli import run_cli  # noqa: E402
+from common.cli import HelpFormatter, run_cli  # noqa: E402
 from common.datasets import list_images, load_image, resolve_set, to_tensor  # noqa: E402
 from common.entropy import LeftContextPrior  # noqa: E402
 from common.errors import CheckpointError, DataError  # noqa: E402
@@ -114,14 +114,30 @@ def _files(data_dir: str, sets: list[str]) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model_path", "--model-path", dest="model_path", required=True)
-    parser.add_argument("--output", required=True, help="where to write the checkpoint with fitted priors")
-    parser.add_argument("--data_dir", "--data-dir", dest="data_dir", default="../data")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
-        "--train_sets", "--train-sets", dest="train_sets", nargs="+", default=["bsds500/train"]
+        "--model_path", "--model-path", dest="model_path", required=True, help="a VQ-VAE-GAN checkpoint"
     )
-    parser.add_argument("--val_sets", "--val-sets", dest="val_sets", nargs="+", default=["bsds500/val"])
+    parser.add_argument("--output", required=True, help="where to write the checkpoint with fitted priors")
+    parser.add_argument(
+        "--data_dir", "--data-dir", dest="data_dir", default="../data", help="root of the image sets"
+    )
+    parser.add_argument(
+        "--train_sets",
+        "--train-sets",
+        dest="train_sets",
+        nargs="+",
+        default=["bsds500/train"],
+        help="images whose indices are counted",
+    )
+    parser.add_argument(
+        "--val_sets",
+        "--val-sets",
+        dest="val_sets",
+        nargs="+",
+        default=["bsds500/val"],
+        help="held-out images that choose the smoothing and report bits per index",
+    )
     parser.add_argument("--half", action="store_true", help="store weights in float16 (as shipped)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)

@@ -89,6 +89,13 @@ def model_for(data: bytes, model=None):
         raise CorruptFileError(f"file names an unknown model family (code {header.family_code})")
     if model is None:
         path = zoo.find_by_id(header.model_id)
+        old = zoo.retired(header.model_id) if path is None else None
+        if old is not None:
+            raise ModelMismatchError(
+                f"file was written by {old['file']} as shipped up to commit {old['last_commit']} (retired "
+                f"{old['retired']}: {old['why']}); decode it with that release's file: `git show "
+                f"{old['last_commit']}:{old['file']} > old.pth`, then --model_path old.pth"
+            )
         if path is None:
             raise ModelMismatchError(
                 f"file was written by {describe(family, header.model_id)}, which is not a shipped "

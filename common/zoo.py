@@ -57,6 +57,22 @@ def _require(family: str) -> tuple[tuple[Path, bytes], ...]:
     return models
 
 
+def retired(model_id: bytes) -> dict | None:
+    """The record of a checkpoint we shipped once and replaced (``<family>/pretrained/retired.json``)."""
+    import json
+
+    for family in FAMILIES:
+        path = ROOT / family / "pretrained" / "retired.json"
+        try:
+            records = json.loads(path.read_text()) if path.is_file() else []
+        except (OSError, ValueError):
+            continue
+        for record in records:
+            if isinstance(record, dict) and record.get("model_id") == model_id.hex():
+                return record
+    return None
+
+
 def find_by_id(model_id: bytes) -> Path | None:
     for family in FAMILIES:
         for path, mid in shipped(family):

@@ -69,3 +69,39 @@ def test_every_shipped_rate_is_reachable_by_quality(rng, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "a.vgan").stat().st_size == sizes[0]
+
+
+def test_a_file_from_a_retired_checkpoint_names_the_release_that_decodes_it(tmp_path, monkeypatch, rng):
+    import json
+
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from common.errors import ModelMismatchError
+    from tests.conftest import TINY_BETA
+
+    old = BetaVAEGAN(BetaVAEGANConfig(**TINY_BETA)).eval()
+    old.update()
+    folder = tmp_path / "beta_vae_gan" / "pretrained"
+    folder.mkdir(parents=True)
+    record = {"model_id": old.identity().hex(), "file": "beta_vae_gan/pretrained/x.pth"}
+    record |= {"last_commit": "abc1234", "retired": "2026-12-06", "why": "replaced"}
+    (folder / "retired.json").write_text(json.dumps([record]))
+    monkeypatch.setattr(zoo, "ROOT", tmp_path)
+    assert zoo.retired(old.identity()) == record
+    data = compress_image(old, random_image(rng, 64, 64))
+    with pytest.raises(
+        ModelMismatchError, match=r"x.pth as shipped up to commit abc1234 .*git show abc1234:"
+    ):
+        decompress_bytes(data)
+
+
+def test_retired_records_are_well_formed_and_not_shipped():
+    import json
+
+    for family in ("beta_vae_gan", "vq_vae_gan", "hierarchical_vae_gan"):
+        path = zoo.ROOT / family / "pretrained" / "retired.json"
+        if not path.is_file():
+            continue
+        shipped_ids = {mid.hex() for _, mid in zoo.shipped(family)}
+        for record in json.loads(path.read_text()):
+            assert {"model_id", "file", "last_commit", "retired", "why"} <= set(record)
+            assert record["model_id"] not in shipped_ids

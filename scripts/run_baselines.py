@@ -20,7 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.baselines import CODECS, sweep_cached  # noqa: E402
 from common.cli import HelpFormatter, run_cli  # noqa: E402
-from common.evaluation import DEFAULT_FID_CACHE, image_files, perceptual_metrics  # noqa: E402
+from common.evaluation import (  # noqa: E402
+    DEFAULT_FID_CACHE,
+    add_lpips_net_flag,
+    image_files,
+    perceptual_metrics,
+)
 
 
 def main(argv=None) -> int:
@@ -43,9 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID (Inception)"
     )
-    parser.add_argument(
-        "--lpips_net", "--lpips-net", dest="lpips_net", choices=("alex", "vgg"), default="alex"
-    )
+    add_lpips_net_flag(parser)
     parser.add_argument("--device", default="cpu", help="for LPIPS and Inception")
     parser.add_argument(
         "--codec_results",

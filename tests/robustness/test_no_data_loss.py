@@ -2,8 +2,6 @@
 
 import errno
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,21 +9,9 @@ from PIL import Image
 
 from common.errors import VAEGANError
 from common.files import atomic_write
-from tests.conftest import ROOT, random_image
+from tests.conftest import random_image, run_codec
 
-ENV = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
-
-
-def codec(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "codec.py"), *map(str, args)],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        errors="backslashreplace",  # file names that are not UTF-8 are printed as their bytes
-        timeout=300,
-    )
+codec = run_codec
 
 
 def _one_line_error(r, *words):

@@ -1,26 +1,11 @@
 """scripts/codec.py: round trip, clear one-line errors, folders that carry on past a bad file."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 from PIL import Image
 
-from tests.conftest import ROOT, random_image
+from tests.conftest import random_image, run_codec
 
-ENV = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
-
-
-def codec(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "codec.py"), *map(str, args)],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+codec = run_codec
 
 
 def test_round_trip_and_errors(tiny_beta_path, tmp_path, rng):

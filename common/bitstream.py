@@ -40,20 +40,25 @@ DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels: the default limit for loading, en
 MAX_PIXELS_ENV = "VAEGAN_MAX_PIXELS"
 
 
+def env_limit(name: str, default: int, unit: str) -> int:
+    """A positive limit from the environment variable ``name`` (``default`` when unset)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise VAEGANError(f"${name} must be a number of {unit}, not {value!r}") from None
+    if limit < 1:
+        raise VAEGANError(f"${name} must be positive, not {value!r}")
+    return limit
+
+
 def pixel_limit(max_pixels: int | None = None) -> int:
     """The pixel limit in force: ``max_pixels`` if given, else $VAEGAN_MAX_PIXELS, else 64 MP."""
     if max_pixels is not None:
         return int(max_pixels)
-    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not value:
-        return DEFAULT_MAX_PIXELS
-    try:
-        limit = int(float(value))
-    except ValueError:
-        raise VAEGANError(f"${MAX_PIXELS_ENV} must be a number of pixels, not {value!r}") from None
-    if limit < 1:
-        raise VAEGANError(f"${MAX_PIXELS_ENV} must be positive, not {value!r}")
-    return limit
+    return env_limit(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, "pixels")
 
 
 def padded_pixels(size: tuple[int, int], multiple: int = PAD_BLOCK) -> int:

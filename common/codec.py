@@ -21,6 +21,7 @@ import torch
 from common import zoo
 from common.bitstream import (
     HEAD_BYTES,
+    env_limit,
     file_length,
     pack,
     padded_pixels,
@@ -38,14 +39,8 @@ MAX_MEMORY_ENV = "VAEGAN_MAX_MEMORY"
 
 def memory_limit() -> int:
     """Bytes coding one image may take: ``$VAEGAN_MAX_MEMORY``, else half of this machine's memory."""
-    value = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    try:
-        limit = int(float(value)) if value else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except ValueError:
-        raise VAEGANError(f"${MAX_MEMORY_ENV} must be a number of bytes, not {value!r}") from None
-    if limit <= 0:
-        raise VAEGANError(f"${MAX_MEMORY_ENV} must be positive, not {value!r}")
-    return limit
+    half = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    return env_limit(MAX_MEMORY_ENV, half, "bytes")
 
 
 def _check_memory(model, size: tuple[int, int], error=VAEGANError) -> None:
@@ -172,10 +167,11 @@ def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> 
     before a model is loaded or a stream decoded.
     """
     limit = pixel_limit(max_pixels)
-    _check_declared_size(read_header(data).size, 1, limit)
+    size = read_header(data).size
+    _check_declared_size(size, 1, limit)
     model = model_for(data, model)
-    _check_declared_size(read_header(data).size, model.pad_multiple, limit)
-    _check_memory(model, read_header(data).size)
+    _check_declared_size(size, model.pad_multiple, limit)
+    _check_memory(model, size)
     _, compressed = unpack(data)
     try:
         with one_thread():

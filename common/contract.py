@@ -84,7 +84,7 @@ class CompressionModel(nn.Module):
 
     # Peak bytes per padded pixel, per channel of the widest full-resolution transform: measured
     # on the shipped checkpoints (2048x2048, one thread, resident memory above the loaded model:
-    # 210-270 bytes per pixel at 64 channels), rounded up.
+    # 200-268 bytes per pixel at 64 channels, results/benchmarks/cpu_memory_2048.json), rounded up.
     bytes_per_pixel_per_channel: float = 4.5
 
     def transform_width(self) -> int:

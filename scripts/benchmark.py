@@ -228,6 +228,8 @@ def time_coding(model, x: torch.Tensor, device: torch.device, repeats: int, warm
         "encode_peak_memory_mb": mem_enc["peak_mb"],
         "decode_peak_memory_mb": mem_dec["peak_mb"],
         "memory_kind": mem_enc["kind"],
+        # what the codec checks against $VAEGAN_MAX_MEMORY before running (CompressionModel.memory_bytes)
+        "memory_estimate_mb": round(model.memory_bytes((h, w)) / 2**20, 1),
         "runs": {"encode_s": [round(v, 4) for v in enc], "decode_s": [round(v, 4) for v in dec]},
     }
 

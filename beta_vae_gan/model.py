@@ -11,12 +11,23 @@ mean-scale prior of Minnen et al. 2018, and the latent-conditioned discriminator
 
 The posterior q(y~|x) = U(y - 1/2, y + 1/2) has unit density, so KL(q || p) = E[-log p(y~)]: the
 KL term *is* the rate, and ``--beta`` weights it against distortion.
+
+Variable rate (``--rate_levels R``, gain units of Cui et al. 2021): one network serves every rate.
+Quality q in [1, R] picks gain vectors g(q), g'(q), interpolated log-linearly between R learned
+anchors; the encoder codes round(g * y) under the prior N(g * mu, g * sigma) (the hyper-decoder's
+parameters of y, scaled: exact for a Gaussian), and the decoder synthesises from g' * y_hat; the
+hyper-latent z has gains of its own, so its bits fall with the rate too. In
+training every image draws its own q and its rate term is weighted by beta * span^(1/2 - t),
+t = (q - 1) / (R - 1): low q trades bits for distortion like a large beta. The file carries q
+(a 2-byte stream, in thousandths) so the decoder needs nothing but the file. ``--gain scalar``
+learns one step per anchor instead of one per channel (QVRF-like, Tong et al. 2023).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import struct
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +37,7 @@ from common.bitstream import Compressed
 from common.cli import option
 from common.contract import CompressionModel, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
+from common.errors import CorruptFileError
 from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis, pad_to_multiple
 
 
@@ -34,6 +46,27 @@ class BetaVAEGANConfig:
     N: int = option(128, "channels inside the transforms")
     M: int = option(192, "channels of the latent y")
     disc_channels: int = option(64, "width of the discriminator")
+    rate_levels: int = option(
+        0, "variable rate: number of learned rate anchors (quality 1..R, continuous); 0: one fixed rate"
+    )
+    rate_span: float = option(
+        4000.0,
+        "variable rate: ratio of the β the lowest and the highest quality train for (centred on --beta)",
+    )
+    gain: str = option(
+        "channel", "variable rate: one gain per latent channel, or one scalar step", ("channel", "scalar")
+    )
+
+    def __post_init__(self):
+        if self.rate_levels == 1 or self.rate_levels < 0:
+            raise ValueError(f"rate_levels must be 0 (fixed rate) or at least 2, not {self.rate_levels}")
+        if self.gain not in ("channel", "scalar"):
+            raise ValueError(f"gain must be 'channel' or 'scalar', not {self.gain!r}")
+        if not self.rate_span >= 1:
+            raise ValueError(f"rate_span must be at least 1, not {self.rate_span}")
+
+
+QUALITY_SCALE = 1000  # the file stores quality in thousandths
 
 
 class ConditionalPatchDiscriminator(nn.Module):
@@ -82,15 +115,86 @@ class BetaVAEGAN(CompressionModel):
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
+        R = config.rate_levels
+        if R:
+            # Anchor r trains for beta_r = beta * span^(1/2 - r/(R-1)); a step of sqrt(beta_r) keeps
+            # the fixed-rate model's trade-off at beta (gain 1), so fine-tuning starts close.
+            t = torch.linspace(0, 1, R)
+            log_gain = -0.5 * (0.5 - t) * math.log(config.rate_span)
+            width, hyper_width = (M, N) if config.gain == "channel" else (1, 1)
+            self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, width))
+            self.log_inverse_gain = nn.Parameter(-log_gain[:, None].repeat(1, width))
+            # z gets its own gains (start at 1): its bits would otherwise be the same at every rate
+            self.log_hyper_gain = nn.Parameter(torch.zeros(R, hyper_width))
+            self.log_hyper_inverse_gain = nn.Parameter(torch.zeros(R, hyper_width))
+        self.quality: float | None = None  # runtime setting (see at_quality); not in the weights
+
+    # ---- rate ---------------------------------------------------------------------------------
+
+    def quality_range(self) -> tuple[float, float] | None:
+        return (1.0, float(self.config.rate_levels)) if self.config.rate_levels else None
+
+    def _quality(self) -> float:
+        """The quality coded at: the view's, else the middle of the range; rounded as the file stores it."""
+        lo, hi = self.quality_range()
+        q = (lo + hi) / 2 if self.quality is None else self.quality
+        return round(min(max(q, lo), hi) * QUALITY_SCALE) / QUALITY_SCALE
+
+    def rate_points(self) -> list[tuple[BetaVAEGAN, str]]:
+        """A fixed-rate model: itself; a variable-rate one: a view at each integer quality."""
+        if not self.config.rate_levels:
+            return [(self, "")]
+        return [(self.at_quality(q), f"-q{q}") for q in range(1, self.config.rate_levels + 1)]
+
+    def at_quality(self, quality: float) -> BetaVAEGAN:
+        lo, hi = self.quality_range() or (None, None)
+        if lo is None:
+            raise ValueError("this is a fixed-rate model: it has no quality to choose")
+        if not lo <= quality <= hi:
+            raise ValueError(f"quality must be between {lo:g} and {hi:g}, not {quality:g}")
+        return self.view(quality=float(quality))
+
+    def _gains(self, q: torch.Tensor, dtype=None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """[gain, inverse gain, hyper gain, inverse hyper gain], each (B, C, 1, 1), and the β
+        multiplier (B,) at qualities ``q`` (B,): anchors interpolated log-linearly."""
+        R = self.config.rate_levels
+        tables = [self.log_gain, self.log_inverse_gain, self.log_hyper_gain, self.log_hyper_inverse_gain]
+        if dtype is not None:
+            tables, q = [t.to(dtype) for t in tables], q.to(dtype)
+        pos = (q - 1).clamp(0, R - 1)
+        low = pos.floor().long().clamp(max=R - 2)
+        frac = (pos - low)[:, None]
+        gains = [torch.exp(torch.lerp(t[low], t[low + 1], frac))[..., None, None] for t in tables]
+        beta_scale = self.config.rate_span ** (0.5 - pos / (R - 1))
+        return gains, beta_scale
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         y = self.g_a(x * 2 - 1)
         z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self.h_s(z_hat).chunk(2, dim=1)
-        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
+        if not self.config.rate_levels:
+            z_hat, z_likelihoods = self.entropy_bottleneck(z)
+            scales, means = self.h_s(z_hat).chunk(2, dim=1)
+            y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
+            x_hat = (self.g_s(y_hat) + 1) / 2
+            return ModelOutput(x_hat=x_hat, likelihoods={"y": y_likelihoods, "z": z_likelihoods}, cond=y_hat)
+        # Training: every image its own quality, uniform over the range; evaluation: the view's.
+        B = x.shape[0]
+        if self.training:
+            q = 1 + torch.rand(B, device=x.device) * (self.config.rate_levels - 1)
+        else:
+            q = torch.full((B,), self._quality(), device=x.device)
+        (g, ig, hg, ihg), beta_scale = self._gains(q)
+        z_hat_g, z_likelihoods = self.entropy_bottleneck(z * hg)
+        scales, means = self.h_s(z_hat_g * ihg).chunk(2, dim=1)
+        y_hat_g, y_likelihoods = self.gaussian_conditional(y * g, scales * g, means * g)
+        y_hat = y_hat_g * ig
         x_hat = (self.g_s(y_hat) + 1) / 2
-        return ModelOutput(x_hat=x_hat, likelihoods={"y": y_likelihoods, "z": z_likelihoods}, cond=y_hat)
+        return ModelOutput(
+            x_hat=x_hat,
+            likelihoods={"y": y_likelihoods, "z": z_likelihoods},
+            cond=y_hat,
+            rate_scale=beta_scale,
+        )
 
     def build_discriminator(self) -> nn.Module:
         return ConditionalPatchDiscriminator(self.config.M, self.config.disc_channels)
@@ -104,24 +208,59 @@ class BetaVAEGAN(CompressionModel):
             scales, means = h_s(z_hat.double().cpu()).chunk(2, dim=1)
         return scales, means
 
+    def _coding_gains(self, quality: float) -> list[torch.Tensor]:
+        """Gains in float64 on CPU, from the quality the file stores: both sides get the same."""
+        gains, _ = self._gains(torch.tensor([quality], dtype=torch.float64), dtype=torch.float64)
+        return [g.detach().cpu() for g in gains]
+
     @torch.no_grad()
     def compress(self, x: torch.Tensor) -> Compressed:
         size = tuple(x.shape[-2:])
         y = self.g_a(pad_to_multiple(x, self.pad_multiple) * 2 - 1)
         z = self.h_a(y)
-        z_string, z_hat = self.entropy_bottleneck.compress(z)
-        scales, means = self._entropy_parameters(z_hat)
-        y_string, _ = self.gaussian_conditional.compress(y, scales, means)
-        return Compressed(streams=[y_string, z_string], size=size)
+        if not self.config.rate_levels:
+            z_string, z_hat = self.entropy_bottleneck.compress(z)
+            scales, means = self._entropy_parameters(z_hat)
+            y_string, _ = self.gaussian_conditional.compress(y, scales, means)
+            return Compressed(streams=[y_string, z_string], size=size)
+        quality = self._quality()
+        g, _, hg, ihg = self._coding_gains(quality)
+        z_string, z_hat_g = self.entropy_bottleneck.compress(z.double().cpu() * hg)
+        scales, means = self._entropy_parameters(z_hat_g * ihg)
+        y_string, _ = self.gaussian_conditional.compress(y.double().cpu() * g, scales * g, means * g)
+        q_string = struct.pack("<H", round(quality * QUALITY_SCALE))
+        return Compressed(streams=[q_string, y_string, z_string], size=size)
+
+    def file_quality(self, compressed: Compressed) -> float | None:
+        """The quality a variable-rate file was written at (None for a fixed-rate model's file)."""
+        if not self.config.rate_levels:
+            return None
+        q_string = compressed.streams[0] if len(compressed.streams) == 3 else b""
+        if len(q_string) != 2:
+            raise CorruptFileError("file is damaged (it lacks the variable-rate model's quality field)")
+        quality = struct.unpack("<H", q_string)[0] / QUALITY_SCALE
+        lo, hi = self.quality_range()
+        if not lo <= quality <= hi:
+            raise CorruptFileError(f"file is damaged (quality {quality:g} is outside {lo:g}..{hi:g})")
+        return quality
 
     @torch.no_grad()
     def decompress(self, compressed: Compressed) -> torch.Tensor:
         h, w = compressed.size
-        zh, zw = math.ceil(h / self.pad_multiple), math.ceil(w / self.pad_multiple)  # z is 1/64
-        y_string, z_string = compressed.streams
+        zh, zw = math.ceil(h / self.pad_multiple), math.ceil(w / self.pad_multiple)  # z is 1/pad_multiple
+        quality = self.file_quality(compressed)
+        streams = compressed.streams[1:] if quality is not None else compressed.streams
+        if len(streams) != 2:
+            raise CorruptFileError(f"file is damaged (it holds {len(compressed.streams)} streams)")
+        y_string, z_string = streams
         z_hat = self.entropy_bottleneck.decompress(z_string, (1, self.config.N, zh, zw))
-        scales, means = self._entropy_parameters(z_hat)
-        y_hat = self.gaussian_conditional.decompress(y_string, scales, means)
+        if quality is None:
+            scales, means = self._entropy_parameters(z_hat)
+            y_hat = self.gaussian_conditional.decompress(y_string, scales, means)
+        else:
+            g, ig, _, ihg = self._coding_gains(quality)
+            scales, means = self._entropy_parameters(z_hat * ihg)
+            y_hat = self.gaussian_conditional.decompress(y_string, scales * g, means * g) * ig
         param = next(self.g_s.parameters())
         x_hat = (self.g_s(y_hat.to(param.device, param.dtype)) + 1) / 2
         return x_hat[..., :h, :w].clamp(0, 1)

@@ -29,6 +29,8 @@ class ModelOutput:
     extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     # name -> (another reconstruction of x, its weight relative to the main distortion term)
     extra_reconstructions: dict[str, tuple[torch.Tensor, float]] = field(default_factory=dict)
+    # per-image multiplier of beta, shape (B,): a variable-rate model trains each image for its own rate
+    rate_scale: torch.Tensor | None = None
 
 
 class CompressionModel(nn.Module):
@@ -100,6 +102,14 @@ class CompressionModel(nn.Module):
         (self-attention) add that term."""
         h, w = (-(-n // self.pad_multiple) * self.pad_multiple for n in size)
         return int(h * w * self.bytes_per_pixel_per_channel * self.transform_width())
+
+    def quality_range(self) -> tuple[float, float] | None:
+        """(lowest, highest) quality of a variable-rate model, chosen continuously; None: fixed rates."""
+        return None
+
+    def at_quality(self, quality: float) -> CompressionModel:
+        """A view coding at ``quality`` (variable-rate models only)."""
+        raise ValueError(f"this {self.family} model has no continuous quality to choose")
 
     def rate_weights(self) -> dict[str, float]:
         """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""

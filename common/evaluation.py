@@ -306,6 +306,13 @@ def build_parser(family: str) -> argparse.ArgumentParser:
     )
     add_lpips_net_flag(parser)
     parser.add_argument(
+        "--quality",
+        type=float,
+        nargs="+",
+        default=None,
+        help="qualities to evaluate a variable-rate checkpoint at (default: each whole quality of its range)",
+    )
+    parser.add_argument(
         "--cache_dir",
         "--cache-dir",
         dest="cache_dir",
@@ -354,8 +361,23 @@ def summary_line(path: str, summary: dict) -> str:
 
 
 def checkpoint_points(args, models: list) -> list[tuple[str, object, str]]:
-    """One rate point per checkpoint: (checkpoint path, model, name of the point's output folder)."""
-    return [(path, model, Path(path).stem) for path, model in zip(args.model_path, models)]
+    """(checkpoint path, model view, name of the point's output folder) per rate point.
+
+    A fixed-rate checkpoint is one point; a variable-rate one is a point per ``--quality`` given, or
+    by default one per whole quality of its range."""
+    points = []
+    for path, model in zip(args.model_path, models):
+        qualities = args.quality
+        if qualities and model.quality_range() is not None:
+            lo, hi = model.quality_range()
+            bad = [q for q in qualities if not lo <= q <= hi]
+            if bad:
+                raise VAEGANError(f"--quality {bad}: {path} takes qualities {lo:g} to {hi:g}")
+            views = [(model.at_quality(q), f"-q{q:g}") for q in qualities]
+        else:
+            views = model.rate_points()
+        points += [(path, view, Path(path).stem + suffix) for view, suffix in views]
+    return points
 
 
 def evaluate_main(

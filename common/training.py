@@ -120,8 +120,12 @@ def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def rate_bpp(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> dict[str, torch.Tensor]:
-    """Bits per pixel of each latent, averaged over the batch."""
+def rate_bpp(
+    likelihoods: dict[str, torch.Tensor], num_pixels: int, per_image: bool = False
+) -> dict[str, torch.Tensor]:
+    """Bits per pixel of each latent, averaged over the batch (or one per image, shape (B,))."""
+    if per_image:
+        return {k: -torch.log2(v).flatten(1).sum(1) / num_pixels for k, v in likelihoods.items()}
     batch = next(iter(likelihoods.values())).shape[0]
     return {k: -torch.log2(v).sum() / (batch * num_pixels) for k, v in likelihoods.items()}
 
@@ -472,7 +476,11 @@ class Trainer:
         ckpt = read_checkpoint(path)
         diff = self._check_family(ckpt, path)  # settings that leave the weights' shapes alone may change
         try:
-            self.model.load_state_dict(ckpt["model"])
+            # Parameters the checkpoint lacks (e.g. the gains that turn a fixed-rate model into a
+            # variable-rate one) keep their initial values, and are named; anything else must fit.
+            missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
+            if unexpected:
+                raise RuntimeError(f"unexpected {unexpected}")
             if "disc" in ckpt:
                 self.disc.load_state_dict(ckpt["disc"])
         except RuntimeError:
@@ -482,6 +490,8 @@ class Trainer:
             ) from None
         if diff:
             self._print(f"--init_from: model settings changed from the checkpoint's: {diff}")
+        if missing:
+            self._print(f"--init_from: not in the checkpoint, so initialised fresh: {', '.join(missing)}")
         self._print(
             f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh"
         )
@@ -490,9 +500,14 @@ class Trainer:
 
     def generator_loss(self, x: torch.Tensor, out, adversarial: bool) -> tuple[torch.Tensor, dict]:
         """The generator loss and its terms as detached 0-d tensors (no host sync)."""
-        rates = rate_bpp({k: v.float() for k, v in out.likelihoods.items()}, x.shape[-2] * x.shape[-1])
+        likelihoods = {k: v.float() for k, v in out.likelihoods.items()}
+        rates = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1])
         weights = self.model.rate_weights()
-        rate = sum(weights.get(k, 1.0) * r for k, r in rates.items())
+        if out.rate_scale is None:
+            rate = sum(weights.get(k, 1.0) * r for k, r in rates.items())
+        else:  # each image weighs its own rate (variable-rate training)
+            per_image = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1], per_image=True)
+            rate = sum(weights.get(k, 1.0) * (out.rate_scale * r).mean() for k, r in per_image.items())
         x_hat = out.x_hat.float()
         dist = distortion(x, x_hat, self.cfg.distortion)
         loss = self.lambda_d * dist + self.cfg.beta * rate
@@ -616,8 +631,9 @@ class Trainer:
             mse = F.mse_loss(x_hat, x)
             dist = distortion(x, x_hat, self.cfg.distortion)
             bpp = float(sum(rates.values()))
+            scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
             row = {
-                "loss": float(self.lambda_d * dist + self.cfg.beta * bpp),
+                "loss": float(self.lambda_d * dist + self.cfg.beta * scale * bpp),
                 "bpp": bpp,
                 "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
                 **{f"bpp_{k}": float(v) for k, v in rates.items()},

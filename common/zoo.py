@@ -34,18 +34,40 @@ def default_checkpoint(family: str = DEFAULT_FAMILY, quality: int | None = None)
     return models[quality - 1][0]
 
 
-def shipped_model(family: str = DEFAULT_FAMILY, quality: int | None = None):
+def shipped_model(family: str = DEFAULT_FAMILY, quality: float | None = None):
     """The shipped model (a view, for families with several rates per checkpoint) at ``quality``.
 
     Quality 1 is the lowest rate over every rate point the family ships (VQ: its residual stages
-    1..k of one checkpoint); None picks the middle one.
+    1..k of one checkpoint); a family that ships one variable-rate checkpoint takes any quality in
+    its range. None picks the middle.
     """
-    points = [view for path, _ in _require(family) for view, _ in load_model(path).rate_points()]
+    models = [load_model(path) for path, _ in _require(family)]
+    if len(models) == 1 and models[0].quality_range() is not None:
+        return models[0] if quality is None else at_quality(models[0], quality)
+    points = [view for model in models for view, _ in model.rate_points()]
     if quality is None:
         return points[len(points) // 2]
-    if not 1 <= quality <= len(points):
-        raise CheckpointError(f"--quality must be between 1 and {len(points)} for {family}")
-    return points[quality - 1]
+    if quality != int(quality) or not 1 <= quality <= len(points):
+        raise CheckpointError(f"--quality must be a whole number between 1 and {len(points)} for {family}")
+    return points[int(quality) - 1]
+
+
+def at_quality(model, quality: float):
+    """``model`` coding at ``quality``: any value in a variable-rate model's range, else one of its
+    rate points (1 = lowest); a clear error otherwise."""
+    span = model.quality_range()
+    if span is not None:
+        if not span[0] <= quality <= span[1]:
+            raise CheckpointError(f"--quality must be between {span[0]:g} and {span[1]:g} for this model")
+        return model.at_quality(quality)
+    points = [view for view, _ in model.rate_points()]
+    if quality != int(quality) or not 1 <= quality <= len(points):
+        raise CheckpointError(
+            f"--quality must be a whole number between 1 and {len(points)} for this {model.family} checkpoint"
+            if len(points) > 1
+            else f"this {model.family} checkpoint codes one rate: leave out --quality"
+        )
+    return points[int(quality) - 1]
 
 
 def _require(family: str) -> tuple[tuple[Path, bytes], ...]:

@@ -1,6 +1,6 @@
 """Compress images to files and back with any family's checkpoint.
 
-    python scripts/codec.py compress IN OUT [--model_path P | --family F --quality Q]
+    python scripts/codec.py compress IN OUT [--model_path P | --family F] [--quality Q | --bpp B]
     python scripts/codec.py decompress IN OUT [--model_path P]
 
 IN may be a folder: every image (or .vgan file) in it is processed, a bad one is reported and the
@@ -24,7 +24,14 @@ from PIL import Image  # noqa: E402
 from common import zoo  # noqa: E402
 from common.checkpoint import load_model  # noqa: E402
 from common.cli import run_cli  # noqa: E402
-from common.codec import compress_image, decompress_bytes, read_compressed  # noqa: E402
+from common.codec import (  # noqa: E402
+    RATE_TOLERANCE,
+    check_rate_control,
+    compress_image,
+    compress_to_bpp,
+    decompress_bytes,
+    read_compressed,
+)
 from common.datasets import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.files import atomic_write  # noqa: E402
@@ -129,18 +136,32 @@ def main(argv=None) -> int:
     )
     c.add_argument(
         "--quality",
-        type=int,
+        type=float,
         default=None,
-        help="shipped rate point, 1 = lowest rate: beta_vae_gan 1-5 (its checkpoints), vq_vae_gan 1-3 "
-        "(residual stages of one checkpoint), hierarchical_vae_gan 1-3 (default: the middle one)",
+        help="rate, 1 = lowest: any number in the range of a variable-rate model (written in the file), "
+        "else a shipped rate point: beta_vae_gan 1-5 (its checkpoints), vq_vae_gan 1-3 (residual stages "
+        "of one checkpoint), hierarchical_vae_gan 1-3 (default: the middle one)",
+    )
+    c.add_argument(
+        "--bpp",
+        type=float,
+        default=None,
+        help="target bits per pixel: a variable-rate model searches, per image, the quality whose file "
+        f"is within {RATE_TOLERANCE:.0%} of it (or the nearest rate it reaches, said so)",
     )
     args = parser.parse_args(argv)
 
     model = None
+    if args.mode == "compress" and args.bpp is not None and args.quality is not None:
+        raise VAEGANError("give --quality or --bpp, not both")
     if args.model_path:
         model = load_model(args.model_path)
+        if args.mode == "compress" and args.quality is not None:
+            model = zoo.at_quality(model, args.quality)
     elif args.mode == "compress":
         model = zoo.shipped_model(args.family, args.quality)
+    if args.mode == "compress" and args.bpp is not None and model.quality_range() is None:
+        check_rate_control(model)
     pairs = _pairs(args.input, args.output, args.mode, args.overwrite)
     if args.input.is_dir() and pairs:
         _make_folder(args.output)
@@ -150,7 +171,11 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             if args.mode == "compress":
                 image, notes = load_image(src, max_pixels=args.max_pixels)
-                data = compress_image(model, image, max_pixels=args.max_pixels)
+                if args.bpp is not None:
+                    data, quality, note = compress_to_bpp(model, image, args.bpp, max_pixels=args.max_pixels)
+                    notes = [*notes, f"quality {quality:g}"] + ([note] if note else [])
+                else:
+                    data = compress_image(model, image, max_pixels=args.max_pixels)
                 _make_folder(dst.parent)
                 atomic_write(dst, data)
                 h, w = image.shape[:2]

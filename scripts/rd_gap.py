@@ -4,7 +4,9 @@
         --metric psnr-rgb --range 0.1 0.5
 
 Prints the smallest and largest difference (first minus second) over the overlap of both curves
-with the range, with linear interpolation in bpp and no extrapolation.
+with the range, with linear interpolation in bpp and no extrapolation; then the Bjøntegaard
+averages of the first against the second (BD-rate: percent bits at equal metric, negative means the
+first needs fewer; BD-metric: difference at equal rate), each over the whole overlap of the curves.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.cli import run_cli
 from common.errors import VAEGANError
-from common.rd import gap_over_range, load_curve
+from common.rd import bd_metric, bd_rate, gap_over_range, load_curve
 
 
 def _load(path: Path, metric: str) -> dict:
@@ -48,6 +50,15 @@ def main(argv=None) -> int:
         f"{args.metric}: {a['name']} minus {b['name']} over {lo:.3f}-{hi:.3f} bpp: "
         f"min {gap['min_gap']:+.3f} (at {gap['min_gap_at_bpp']:.3f} bpp), max {gap['max_gap']:+.3f}"
     )
+    rate, level = bd_rate(b, a, args.metric), bd_metric(b, a, args.metric)
+    if rate["value"] is None:
+        print(f"BD-rate: not defined ({rate['reason']})")
+    else:
+        lo, hi = rate["bpp_range"]
+        print(
+            f"BD-rate {rate['value']:+.1f}% and BD-{args.metric} {level['value']:+.3f} of {a['name']} "
+            f"against {b['name']} (over {lo:.3f}-{hi:.3f} bpp)"
+        )
     return 0
 
 

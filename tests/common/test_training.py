@@ -1,6 +1,7 @@
 """The training loop: loss falls, resume is exact, checkpoints carry their config and load safely."""
 
 import csv
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -56,7 +57,9 @@ def test_checkpoints_hold_config_and_load_for_coding(data_dir, tmp_path):
     trainer.fit()
     for name in ("latest.pth", "best_model.pth"):
         ckpt = read_checkpoint(tmp_path / "checkpoints" / name)
-        assert ckpt["config"] == TINY_BETA and ckpt["train_config"]["max_steps"] == 2
+        assert (
+            ckpt["config"] == asdict(BetaVAEGANConfig(**TINY_BETA)) and ckpt["train_config"]["max_steps"] == 2
+        )
         assert ckpt["step"] == 2
     model = load_model(tmp_path / "checkpoints" / "best_model.pth")
     assert model.ready_to_code() and not model.training

@@ -25,6 +25,11 @@ def test_gap_is_interpolated_at_equal_bpp(tmp_path, capsys):
     out = capsys.readouterr().out
     # overlap 0.2-0.5: a is 26.5 and 31, b is 24 and 27, so the gap runs from +2.5 to +4
     assert "over 0.200-0.500 bpp" in out and "min +2.500 (at 0.200 bpp), max +4.000" in out
+    # and the Bjøntegaard averages of a against b: a needs fewer bits at equal PSNR
+    from common.rd import bd_rate
+
+    value = bd_rate(json.loads(b.read_text()), json.loads(a.read_text()))["value"]
+    assert value < 0 and f"BD-rate {value:+.1f}% and BD-psnr-rgb +" in out
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,31 @@ class ModelOutput:
     rate_scale: torch.Tensor | None = None
 
 
+class BatchStatistics(nn.Module):
+    """A module that learns from batch statistics outside the gradient (e.g. EMA codebooks).
+
+    The training forward only records what it saw (``pending``); the loop applies it with
+    :meth:`apply` once the step is taken, or drops it with :meth:`discard` when the step is skipped
+    (a non-finite loss), so a skipped step changes nothing. ``gather`` (data-parallel training)
+    concatenates a tensor over ranks, so every rank applies the same update."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending: tuple[torch.Tensor, ...] | None = None
+
+    def apply(self, gather=None) -> None:
+        if self.pending is not None:
+            stats = self.pending if gather is None else tuple(gather(t) for t in self.pending)
+            self.pending = None
+            self.update_from(*stats)
+
+    def discard(self) -> None:
+        self.pending = None
+
+    def update_from(self, *stats: torch.Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 class CompressionModel(nn.Module):
     """Base class: subclasses set ``family``, ``Config`` and ``pad_multiple``."""
 
@@ -110,6 +135,27 @@ class CompressionModel(nn.Module):
     def at_quality(self, quality: float) -> CompressionModel:
         """A view coding at ``quality`` (variable-rate models only)."""
         raise ValueError(f"this {self.family} model has no continuous quality to choose")
+
+    def apply_batch_statistics(self, gather=None) -> None:
+        """After a step is taken: apply what :class:`BatchStatistics` modules recorded in its forward."""
+        for m in self.modules():
+            if isinstance(m, BatchStatistics):
+                m.apply(gather)
+
+    def discard_batch_statistics(self) -> None:
+        """After a step is skipped: forget what its forward recorded."""
+        for m in self.modules():
+            if isinstance(m, BatchStatistics):
+                m.discard()
+
+    def validation_stats(self) -> dict[str, float]:
+        """Extra numbers for the validation log, gathered over the evaluation forwards since the last call."""
+        return {}
+
+    def adaptive_weight_layer(self) -> torch.Tensor | None:
+        """The layer where VQGAN's adaptive weight compares gradient norms, for a model that asks for
+        that balance of the adversarial term; None (the default): a fixed ``--lambda_adv``."""
+        return None
 
     def rate_weights(self) -> dict[str, float]:
         """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""

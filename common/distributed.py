@@ -5,7 +5,7 @@ the gradients, and only rank 0 writes (logs, TensorBoard, samples, checkpoints).
 change outside the gradients and are kept identical here:
 
 * statistics a module computes from the batch (the EMA codebooks of ``vq_vae_gan.quantizer``): their
-  inputs are all-gathered first (:func:`gather_batch_statistics`), so every rank applies the update
+  inputs are all-gathered first (:func:`batch_gather`), so every rank applies the update
   one process would apply to the whole global batch;
 * buffers moved by per-rank randomness (dead-code re-seeding draws batch vectors at random): rank 0's
   buffers are broadcast after each step (:func:`broadcast_buffers`). Integer coding tables are left
@@ -113,27 +113,13 @@ def split_batch(global_batch: int, world_size: int) -> int:
     return global_batch // world_size
 
 
-def gather_batch_statistics(model: nn.Module, env: DistEnv) -> int:
-    """Make batch-statistics updates global: ``_ema_update(flat, idx)`` sees every rank's vectors.
+def batch_gather(env: DistEnv):
+    """The ``gather`` for :meth:`CompressionModel.apply_batch_statistics`: concatenation over ranks.
 
     Ranks hold equal slices of the global batch in rank order, so concatenating them gives exactly
-    the vectors (and order) one process would have. Returns the number of modules patched.
+    the vectors (and order) one process would have. None when not distributed.
     """
-    if not env.enabled:
-        return 0
-    patched = 0
-    for module in model.modules():
-        update = getattr(module, "_ema_update", None)
-        if not callable(update) or getattr(update, "_gathered", False):
-            continue
-
-        def gathered(flat, idx, _update=update):
-            return _update(_all_gather_cat(flat), _all_gather_cat(idx))
-
-        gathered._gathered = True
-        module._ema_update = gathered
-        patched += 1
-    return patched
+    return _all_gather_cat if env.enabled else None
 
 
 def _all_gather_cat(t: torch.Tensor) -> torch.Tensor:

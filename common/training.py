@@ -315,7 +315,6 @@ class Trainer:
             kw["device_ids"] = [self.device.index] if self.device.type == "cuda" else None
             self.g_forward = DDP(self.model, **kw)
             self.d_forward = DDP(self.disc, **kw)
-            distributed.gather_batch_statistics(self.model, self.dist)
         if cfg.compile:
             self.g_forward = torch.compile(self.g_forward)
             self.d_forward = torch.compile(self.d_forward)
@@ -533,9 +532,10 @@ class Trainer:
                     fake_logits = self.disc(out.x_hat, out.cond)
             g_adv = -fake_logits.float().mean()
             weight = 1.0
-            if getattr(self.model.config, "adaptive_weight", False):  # the model asks for VQGAN's balance
+            layer = self.model.adaptive_weight_layer()
+            if layer is not None:  # the model asks for VQGAN's balance
                 reduce = (lambda g: distributed.all_reduce_mean(g, self.dist)) if self.dist.enabled else None
-                weight = adaptive_weight(loss, g_adv, self.model.last_layer_weight(), reduce=reduce)
+                weight = adaptive_weight(loss, g_adv, layer, reduce=reduce)
                 logs["adv_weight"] = weight
             loss = loss + self.cfg.lambda_adv * weight * g_adv
             logs["g_adv"] = g_adv.detach()
@@ -590,6 +590,7 @@ class Trainer:
             if self.nonfinite >= cfg.max_nonfinite:
                 raise VAEGANError(f"stopping: {self.nonfinite} non-finite losses (lower --lr?)")
             self.opt_g.zero_grad(set_to_none=True)
+            self.model.discard_batch_statistics()  # a skipped step changes nothing, codebooks included
             self.disc.requires_grad_(True)
             distributed.broadcast_buffers(self.model, self.dist)
             return None
@@ -598,6 +599,7 @@ class Trainer:
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
         self.opt_g.step()
+        self.model.apply_batch_statistics(distributed.batch_gather(self.dist))
         self.disc.requires_grad_(True)
 
         # -- discriminator step --
@@ -647,9 +649,7 @@ class Trainer:
 
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
             save_image(torch.cat(samples), self.out / "samples" / f"step_{self.step:07d}.png", nrow=1)
-        extra = getattr(self.model, "validation_stats", None)
-        if callable(extra):
-            totals.update(extra())
+        totals.update(self.model.validation_stats())
         return totals
 
     # ---- run ----------------------------------------------------------------------------------

@@ -184,9 +184,9 @@ class VQVAEGAN(CompressionModel):
         self.usage.zero_()
         return stats
 
-    def last_layer_weight(self) -> torch.Tensor:
-        """The decoder's last layer, where VQGAN's adaptive weight compares gradient norms."""
-        return self.g_s[-1].weight
+    def adaptive_weight_layer(self) -> torch.Tensor | None:
+        """The decoder's last layer, where VQGAN's adaptive weight compares gradient norms (if asked for)."""
+        return self.g_s[-1].weight if self.config.adaptive_weight else None
 
     def build_discriminator(self) -> nn.Module:
         return PatchDiscriminator(self.config.disc_channels)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.contract import BatchStatistics
+
 
 def to_vectors(z: torch.Tensor) -> torch.Tensor:
     """(B, D, h, w) -> (B*h*w, D)."""
@@ -28,7 +30,7 @@ def to_map(vectors: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return vectors.view(b, h, w, d).permute(0, 3, 1, 2)
 
 
-class VectorQuantizerEMA(nn.Module):
+class VectorQuantizerEMA(BatchStatistics):
     def __init__(
         self,
         num_embeddings: int,
@@ -65,15 +67,17 @@ class VectorQuantizerEMA(nn.Module):
         return F.embedding(indices, self.embed).permute(0, 3, 1, 2)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (codes, indices); in training also moves the codebook (no gradient reaches it)."""
+        """Returns (codes, indices); in training also records the batch for the codebook's EMA,
+        applied by the loop once the step is taken (:class:`common.contract.BatchStatistics`)."""
         idx = self.indices(z)
         q = self.codes(idx)
         if self.training:
-            self._ema_update(to_vectors(z.detach()), idx.reshape(-1))
+            self.pending = (to_vectors(z.detach()), idx.reshape(-1))
         return q, idx
 
     @torch.no_grad()
-    def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
+    def update_from(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
+        """Move the codebook towards the mean of the vectors assigned to each code; re-seed dead codes."""
         d = self.decay
         counts = torch.bincount(idx, minlength=self.num_embeddings).to(self.cluster_size.dtype)
         sums = torch.zeros_like(self.embed_avg).index_add_(0, idx, flat.to(self.embed_avg.dtype))

@@ -36,6 +36,7 @@ def tiny_checkpoint(path, **kw):
     model = VQVAEGAN(VQVAEGANConfig(**(TINY | kw))).train()
     for _ in range(3):
         model(torch.rand(2, 3, 32, 32))  # codebooks re-seeded from data
+        model.apply_batch_statistics()
     export_model(model.eval(), path)
     return path
 

@@ -29,6 +29,7 @@ def tiny_vq_path(tmp_path_factory):
     model = VQVAEGAN(VQVAEGANConfig(num_embeddings=16, embedding_dim=8, channels=8, disc_channels=4)).train()
     for _ in range(2):
         model(torch.rand(2, 3, 64, 64))  # re-seeds the codebooks from data
+        model.apply_batch_statistics()
     path = tmp_path_factory.mktemp("ckpt") / "tiny_vq.pth"
     export_model(model.eval(), path)
     return path

@@ -32,6 +32,7 @@ def trained_path(tmp_path_factory):
     torch.manual_seed(1)
     for _ in range(3):
         model(torch.rand(2, 3, 32, 32))
+        model.apply_batch_statistics()  # what the loop does once a step is taken
     path = tmp_path_factory.mktemp("vq") / "tiny_vq.pth"
     export_model(model.eval(), path)
     return path
@@ -156,6 +157,7 @@ def test_dead_codes_are_reseeded_after_a_collapse():
         vq = collapsed(threshold)
         assert len(vq.indices(z).unique()) == 1  # the collapse: one code for everything
         vq.train()(z)
+        vq.apply()
         used = len(vq.indices(z).unique())
         assert used >= alive if threshold else used == alive
 

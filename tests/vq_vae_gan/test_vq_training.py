@@ -44,3 +44,26 @@ def test_training_logs_the_adaptive_weight_and_codebook_statistics(data_dir, tmp
     assert float(val[0]["bpp_s0"]) > 0
     model = load_model(tmp_path / "checkpoints" / "best_model.pth", expect_family="vq_vae_gan")
     assert model.ready_to_code()
+
+
+def test_a_skipped_step_leaves_the_codebooks_alone_and_a_taken_one_moves_them(data_dir, tmp_path):
+    """The EMA codebooks learn outside the gradient: a step skipped for a non-finite loss must not
+    move them either (the forward only records; the loop applies after the step is taken)."""
+    from common.errors import VAEGANError
+
+    cfg = tiny_train_config(data_dir, tmp_path, max_steps=10, max_nonfinite=2, lambda_adv=0.0)
+    torch.manual_seed(0)
+    trainer = Trainer(VQVAEGAN, VQVAEGANConfig(**TINY_VQ), cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer.generator_loss
+    trainer.generator_loss = lambda x, out, adv: (real(x, out, adv)[0] * float("nan"), real(x, out, adv)[1])
+    with pytest.raises(VAEGANError, match="2 non-finite losses"):
+        trainer.fit()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    trainer.generator_loss = real
+    x = torch.rand(2, 3, 64, 64)
+    assert trainer.train_step(x) is not None
+    assert not torch.equal(
+        before["quantizer.stages.0.embed"], trainer.model.state_dict()["quantizer.stages.0.embed"]
+    )

@@ -69,6 +69,8 @@ class CompressionModel(nn.Module):
         super().__init__()
         self.config = config
         self.checkpoint_path: str | None = None
+        self._view_settings: dict = {}
+        self._identity: bytes | None = None
 
     def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -100,7 +102,13 @@ class CompressionModel(nn.Module):
         view = copy.copy(self)
         for name, value in settings.items():
             setattr(view, name, value)
+        view._view_settings = {**self.view_settings(), **settings}
         return view
+
+    def view_settings(self) -> dict:
+        """The runtime settings this view changed (empty for the model itself): with the identity,
+        what tells two rate points of one checkpoint apart (caches key on both)."""
+        return dict(self._view_settings)
 
     def rate_points(self) -> list[tuple[CompressionModel, str]]:
         """(view, name suffix) for each rate one checkpoint offers, lowest first; most families: itself.
@@ -163,6 +171,6 @@ class CompressionModel(nn.Module):
 
     def identity(self) -> bytes:
         """8-byte identity written into every file; cached, since a loaded model does not change."""
-        if getattr(self, "_identity", None) is None or self.training:
+        if self._identity is None or self.training:
             self._identity = model_id(self.state_dict())
         return self._identity

@@ -276,7 +276,7 @@ def model_curve(
                 {
                     "version": CACHE_VERSION,
                     "model_id": view.identity().hex(),
-                    "stages": getattr(view, "coding_stages", None),
+                    "settings": view.view_settings(),
                     "files": file_fingerprints(files),
                     "metrics": metrics_signature(lpips_model, fid_reference),
                 }

@@ -67,3 +67,15 @@ def test_exported_checkpoint_reloads_with_the_same_identity_and_files(model, rng
     data = compress_image(model, image)
     assert compress_image(loaded, image) == data
     assert (decompress_bytes(data, loaded) == decompress_bytes(data, model)).all()
+
+
+def test_views_say_what_they_changed_so_caches_tell_rate_points_apart(tiny_beta_path):
+    """Every rate point of one checkpoint has the same identity; its view settings differ."""
+    from common.checkpoint import load_model
+
+    model = load_model(tiny_beta_path)
+    assert model.view_settings() == {}
+    a, b = model.view(quality=1.0), model.view(quality=2.0).view(extra=3)
+    assert a.identity() == b.identity() == model.identity()
+    assert a.view_settings() == {"quality": 1.0} and b.view_settings() == {"quality": 2.0, "extra": 3}
+    assert model.view_settings() == {}

@@ -327,6 +327,18 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
+def _check_log_uniform(table: torch.Tensor) -> None:
+    """:meth:`GaussianConditional.scale_indexes` snaps to the table by arithmetic on log(scale),
+    valid only for scales evenly spaced in log scale (float16 storage moves them by < 0.1%)."""
+    table = table.double()
+    ok = table.ndim == 1 and len(table) >= 2 and bool((table > 0).all())
+    if ok:
+        steps = torch.diff(torch.log(table))
+        ok = bool(torch.allclose(steps, steps.mean().expand_as(steps), rtol=0, atol=2e-3))
+    if not ok:
+        raise ValueError("the scale table must hold at least 2 positive scales, evenly spaced in log scale")
+
+
 class GaussianConditional(nn.Module):
     """Mean-scale Gaussian prior convolved with U(-1/2, 1/2); scales snap to a fixed log-spaced table.
 
@@ -336,6 +348,7 @@ class GaussianConditional(nn.Module):
     def __init__(self, scale_table: torch.Tensor | None = None, tail_sigmas: float = 6.0):
         super().__init__()
         table = default_scale_table() if scale_table is None else scale_table.double()
+        _check_log_uniform(table)
         self.register_buffer("scale_table", table)
         self.scale_bound = float(table[0])
         self.tail_sigmas = tail_sigmas
@@ -357,6 +370,15 @@ class GaussianConditional(nn.Module):
         y_hat = round_ste(y - means) + means
         y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else y_hat
         return y_hat, self.likelihood(y_rate, scales, means)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        table = state_dict.get(prefix + "scale_table")
+        if table is not None:
+            try:
+                _check_log_uniform(table)
+            except ValueError as exc:
+                raise RuntimeError(f"{prefix}scale_table: {exc}") from None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update(self) -> None:

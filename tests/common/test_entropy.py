@@ -142,3 +142,21 @@ def test_left_context_prior_codes_a_grid_and_its_rate_matches_the_bytes(rng):
     estimate = float(-torch.log2(prior(symbols)).sum())
     assert abs(8 * len(data) - estimate) < 0.05 * estimate + 64
     assert 8 * len(data) < 0.5 * symbols.numel() * np.log2(K)  # far below fixed-length indices
+
+
+@pytest.mark.parametrize(
+    "table",
+    [torch.tensor([0.11]), torch.tensor([0.11, 0.2, 0.5, 3.0]), torch.tensor([-1.0, 1.0]), torch.ones(3, 2)],
+)
+def test_a_scale_table_the_index_arithmetic_cannot_serve_is_refused(table):
+    """scale_indexes computes the nearest entry from log(scale): only log-uniform tables work."""
+    with pytest.raises(ValueError, match="evenly spaced in log scale"):
+        GaussianConditional(table)
+    good = GaussianConditional()
+    state = good.state_dict() | {"scale_table": table.double()}
+    with pytest.raises(RuntimeError, match="scale_table"):
+        good.load_state_dict(state)
+    # a float16-stored default table (how shipped checkpoints hold it) still loads
+    GaussianConditional().load_state_dict(
+        good.state_dict() | {"scale_table": good.scale_table.half().double()}
+    )

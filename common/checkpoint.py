@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
-from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
 
 from common.errors import CheckpointError
+from common.files import atomic_write
 from common.registry import FAMILIES, model_class
 
 
@@ -40,38 +39,10 @@ def model_id(state_dict: dict[str, torch.Tensor]) -> bytes:
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A process killed at any moment leaves ``path`` either as it was or complete, never half
-    written. Temporaries left by a killed earlier save of the same ``path`` are removed first (one
-    process writes a given checkpoint at a time: rank 0 only).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(glob_escape(path.name) + ".*.tmp"):
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`common.files.atomic_write`: a process killed at any moment
+    leaves ``path`` as it was or complete, never half written; temporaries of a killed earlier save
+    of the same ``path`` are removed first (one process writes a given checkpoint: rank 0 only)."""
+    atomic_write(path, lambda f: torch.save(obj, f), make_parents=True, clean_stale=True)
 
 
 def model_state(model) -> dict:

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from common.cli import HelpFormatter
 from common.codec import compress_image, decompress_bytes
 from common.datasets import file_fingerprints, list_images, load_image, resolve_set, to_tensor
 from common.errors import VAEGANError
+from common.files import atomic_write
 from common.layers import pad_to_multiple
 from common.metrics import (
     FID_WEIGHTS_FILE,
@@ -139,24 +139,20 @@ class ReferenceFeatures:
             return
         names = [f for f in self.files if f in self._by_file]
         feats = [self._by_file[f] for f in names]
-        tmp = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
+            atomic_write(
+                self.path,
+                lambda f: np.savez(
                     f,
                     files=np.array(names, dtype=str),
                     counts=np.array([len(x) for x in feats], dtype=np.int64),
                     features=np.concatenate(feats).astype(np.float32),
-                )
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            print(f"FID reference: cannot write the cache {self.path} ({exc}); features not cached")
+                ),
+                make_parents=True,
+            )
+        except VAEGANError as exc:
+            print(f"FID reference: {exc}; features not cached")
             return
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
         self.computed = 0
         print(
             f"FID reference: features of {sum(len(x) for x in feats)} original patches cached in {self.path}"

@@ -22,10 +22,8 @@ import html
 import io
 import json
 import math
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,6 +37,7 @@ from common.cli import HelpFormatter
 from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import add_lpips_net_flag, compressai_json, evaluate_checkpoint, perceptual_metrics
+from common.files import atomic_write
 from common.metrics import psnr
 from common.rd import LOWER_IS_BETTER, bd_metric, bd_rate, load_curve
 from common.registry import FAMILIES
@@ -154,9 +153,7 @@ def sample_images(folder: Path) -> Path:
         path = folder / f"{name}.png"
         if not path.is_file():
             image = np.asarray(getattr(data, name)())[..., :3].astype(np.uint8)
-            tmp = folder / f".{name}.tmp.png"
-            Image.fromarray(image).save(tmp)
-            os.replace(tmp, path)
+            atomic_write(path, lambda f, image=image: Image.fromarray(image).save(f, format="PNG"))
     return folder
 
 
@@ -245,12 +242,7 @@ def digest(obj) -> str:
 
 def write_json(path: Path, obj) -> None:
     """Atomic: a killed run never leaves a half-written cache entry that looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary result files
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2).encode(), make_parents=True)
 
 
 def metrics_signature(lpips_model, fid_reference) -> dict:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from common.datasets import file_fingerprints, load_image
 from common.errors import VAEGANError
 from common.evaluation import finish_patch_fid
-from common.metrics import MetricError, PatchFID, lpips_distance, ms_ssim, psnr, ssim
+from common.metrics import MetricError, PatchFID, file_bpp, lpips_distance, ms_ssim, psnr, ssim
 
 CACHE_VERSION = 2  # bump when scoring changes, so every cached sweep is recomputed
 BASE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb", "encoding_time", "decoding_time")
@@ -345,7 +345,7 @@ def sweep(
             t1 = time.perf_counter()
             decoded = _decode_checked(codec, data, image.shape)
             t2 = time.perf_counter()
-            row = {"bpp": 8 * len(data) / (image.shape[0] * image.shape[1])}
+            row = {"bpp": file_bpp(len(data), *image.shape[:2])}
             if distortion:
                 try:
                     m = ms_ssim(image, decoded)

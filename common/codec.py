@@ -33,6 +33,7 @@ from common.bitstream import (
 from common.checkpoint import load_model
 from common.datasets import to_tensor, to_uint8
 from common.errors import CorruptFileError, ImageError, ModelMismatchError, VAEGANError
+from common.metrics import file_bpp
 from common.registry import family_code, family_name
 
 MAX_MEMORY_ENV = "VAEGAN_MAX_MEMORY"
@@ -99,7 +100,6 @@ def compress_to_bpp(
     check_rate_control(model)
     if not target_bpp > 0:
         raise VAEGANError(f"--bpp must be positive, not {target_bpp}")
-    pixels = image.shape[0] * image.shape[1]
     lo_q, hi_q = model.quality_range()
     scale = 1000  # the quality resolution the file stores
     tried: dict[int, bytes] = {}
@@ -107,7 +107,7 @@ def compress_to_bpp(
     def bpp_at(code: int) -> float:
         if code not in tried:
             tried[code] = compress_image(model.at_quality(code / scale), image, max_pixels)
-        return 8 * len(tried[code]) / pixels
+        return file_bpp(len(tried[code]), *image.shape[:2])
 
     def best(note: str | None = None) -> tuple[bytes, float, str | None]:
         code = min(tried, key=lambda c: abs(math.log(bpp_at(c) / target_bpp)))
@@ -147,7 +147,7 @@ def compress_to_bpp(
         else:
             hi, b_hi = mid, b_mid
     data, quality, _ = best()
-    reached = 8 * len(data) / pixels
+    reached = file_bpp(len(data), *image.shape[:2])
     if abs(reached / target_bpp - 1) > tolerance:
         return (
             data,

@@ -37,6 +37,7 @@ from common.metrics import (
     MetricError,
     PatchFID,
     extract_patches,
+    file_bpp,
     load_lpips,
     lpips_distance,
     ms_ssim,
@@ -202,7 +203,7 @@ def evaluate_checkpoint(
         if save_recon:
             Image.fromarray(decoded).save(out_dir / "reconstructions" / f"{path.stem}.png")
         size = bitstream.stat().st_size
-        bpp = 8 * size / (h * w)
+        bpp = file_bpp(size, h, w)
         try:
             msssim = ms_ssim(image, decoded)
         except MetricError:

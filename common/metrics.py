@@ -153,8 +153,8 @@ def ms_ssim(a: Any, b: Any) -> float:
     return float(value.mean())
 
 
-def bpp(num_bytes: int, height: int, width: int) -> float:
-    """Bits per pixel of a compressed file: 8 * bytes / (height * width)."""
+def file_bpp(num_bytes: int, height: int, width: int) -> float:
+    """Bits per pixel of a compressed file: 8 * bytes / (height * width). The one bpp formula."""
     if height <= 0 or width <= 0:
         raise MetricError(f"image size must be positive, got {height}x{width}")
     return 8.0 * num_bytes / (height * width)

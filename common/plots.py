@@ -283,13 +283,13 @@ def checkpoint_visuals(checkpoint: str | Path, image_path: str | Path, vmax: flo
     from common.checkpoint import load_model
     from common.codec import compress_image, decompress_bytes
     from common.datasets import load_image
-    from common.metrics import psnr
+    from common.metrics import file_bpp, psnr
 
     model = load_model(checkpoint)
     image, _ = load_image(image_path)
     data = compress_image(model, image)
     decoded = decompress_bytes(data, model)
-    bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
+    bpp = file_bpp(len(data), *image.shape[:2])
     info = {"bpp": bpp, "psnr-rgb": psnr(image, decoded), "bytes": len(data), "family": model.family}
     errors = error_map(image, decoded, vmax)
     grid = reconstruction_grid(

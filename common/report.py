@@ -38,7 +38,7 @@ from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_ima
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import add_lpips_net_flag, compressai_json, evaluate_checkpoint, perceptual_metrics
 from common.files import atomic_write
-from common.metrics import psnr
+from common.metrics import file_bpp, psnr
 from common.rd import LOWER_IS_BETTER, bd_metric, bd_rate, load_curve
 from common.registry import FAMILIES
 from common.zoo import shipped
@@ -350,7 +350,7 @@ def codec_point_at(name: str, image_path: Path, image: np.ndarray, target: float
     def at(i: int) -> float:
         if i not in tried:
             data, decoded = encode_decode(name, image, codec.qualities[i])
-            tried[i] = (8 * len(data) / (h * w), decoded)
+            tried[i] = (file_bpp(len(data), h, w), decoded)
         return tried[i][0]
 
     lo, hi = 0, len(codec.qualities) - 1

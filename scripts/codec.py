@@ -35,6 +35,7 @@ from common.codec import (  # noqa: E402
 from common.datasets import IMAGE_EXTENSIONS, load_image  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.files import atomic_write  # noqa: E402
+from common.metrics import file_bpp  # noqa: E402
 from common.registry import FAMILIES  # noqa: E402
 
 SUFFIX = ".vgan"
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
                 _make_folder(dst.parent)
                 atomic_write(dst, data)
                 h, w = image.shape[:2]
-                msg = f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
+                msg = f"{src} -> {dst}: {len(data)} bytes, {file_bpp(len(data), h, w):.4f} bpp"
                 msg += "".join(f" [{n}]" for n in notes)
             else:
                 image = decompress_bytes(read_compressed(src), model, max_pixels=args.max_pixels)

@@ -12,6 +12,7 @@ from common.bitstream import pack, unpack
 from common.checkpoint import export_model, load_model
 from common.codec import compress_image, compress_to_bpp, decompress_bytes
 from common.errors import CheckpointError, CorruptFileError, VAEGANError
+from common.metrics import file_bpp
 from common.registry import family_code
 from tests.conftest import TINY_BETA, make_image_splits, random_image, run_codec, tiny_train_config
 
@@ -35,7 +36,7 @@ def variable_path(tmp_path_factory):
 
 
 def bpp(data: bytes, image: np.ndarray) -> float:
-    return 8 * len(data) / (image.shape[0] * image.shape[1])
+    return file_bpp(len(data), *image.shape[:2])
 
 
 def test_one_checkpoint_codes_every_quality_and_the_file_alone_says_which(variable_path, rng):

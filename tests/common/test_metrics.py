@@ -107,7 +107,7 @@ def test_shape_mismatch_is_a_metric_error():
 
 
 def test_bpp_and_ratio():
-    assert M.bpp(1000, 100, 80) == pytest.approx(1.0)
+    assert M.file_bpp(1000, 100, 80) == pytest.approx(1.0)
     assert M.compression_ratio(1_179_648, 12_288) == pytest.approx(96.0)
     with pytest.raises(M.MetricError):
         M.compression_ratio(10, 0)

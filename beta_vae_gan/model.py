@@ -56,6 +56,11 @@ class BetaVAEGANConfig:
     gain: str = option(
         "channel", "variable rate: one gain per latent channel, or one scalar step", ("channel", "scalar")
     )
+    rate_balance: float = option(
+        0.0,
+        "variable rate: weight each image's loss by (its beta multiplier)^-b; 0.25 gives the lowest and "
+        "highest rates losses of similar size (else the low rates' larger losses dominate)",
+    )
 
     def __post_init__(self):
         if self.rate_levels == 1 or self.rate_levels < 0:
@@ -194,6 +199,7 @@ class BetaVAEGAN(CompressionModel):
             likelihoods={"y": y_likelihoods, "z": z_likelihoods},
             cond=y_hat,
             rate_scale=beta_scale,
+            image_weight=beta_scale**-self.config.rate_balance if self.config.rate_balance else None,
         )
 
     def build_discriminator(self) -> nn.Module:

@@ -31,6 +31,8 @@ class ModelOutput:
     extra_reconstructions: dict[str, tuple[torch.Tensor, float]] = field(default_factory=dict)
     # per-image multiplier of beta, shape (B,): a variable-rate model trains each image for its own rate
     rate_scale: torch.Tensor | None = None
+    # per-image weight of its distortion and rate terms, shape (B,): balances the rates in one batch
+    image_weight: torch.Tensor | None = None
 
 
 class BatchStatistics(nn.Module):

@@ -130,12 +130,15 @@ def rate_bpp(
     return {k: -torch.log2(v).sum() / (batch * num_pixels) for k, v in likelihoods.items()}
 
 
-def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, per_image: bool = False) -> torch.Tensor:
+    """255^2 * MSE or 1 - MS-SSIM, averaged over the batch (or one per image, shape (B,))."""
     if kind == "mse":
+        if per_image:
+            return (x_hat - x).pow(2).flatten(1).mean(1) * 255.0**2
         return F.mse_loss(x_hat, x) * 255.0**2
     from pytorch_msssim import ms_ssim
 
-    return 1.0 - ms_ssim(x_hat, x, data_range=1.0)
+    return 1.0 - ms_ssim(x_hat, x, data_range=1.0, size_average=not per_image)
 
 
 def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -502,14 +505,18 @@ class Trainer:
         likelihoods = {k: v.float() for k, v in out.likelihoods.items()}
         rates = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1])
         weights = self.model.rate_weights()
+        x_hat = out.x_hat.float()
         if out.rate_scale is None:
             rate = sum(weights.get(k, 1.0) * r for k, r in rates.items())
-        else:  # each image weighs its own rate (variable-rate training)
+            dist = distortion(x, x_hat, self.cfg.distortion)
+            loss = self.lambda_d * dist + self.cfg.beta * rate
+        else:  # variable rate: each image its own beta, and its own weight in the batch
             per_image = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1], per_image=True)
-            rate = sum(weights.get(k, 1.0) * (out.rate_scale * r).mean() for k, r in per_image.items())
-        x_hat = out.x_hat.float()
-        dist = distortion(x, x_hat, self.cfg.distortion)
-        loss = self.lambda_d * dist + self.cfg.beta * rate
+            rate = sum(weights.get(k, 1.0) * out.rate_scale * r for k, r in per_image.items())
+            dists = distortion(x, x_hat, self.cfg.distortion, per_image=True)
+            image_weight = torch.ones_like(dists) if out.image_weight is None else out.image_weight
+            loss = (image_weight * (self.lambda_d * dists + self.cfg.beta * rate)).mean()
+            dist = dists.mean()
         logs = {
             "bpp": sum(rates.values()).detach(),
             "distortion": dist.detach(),

@@ -162,3 +162,20 @@ def test_variable_rate_training_weighs_each_image_at_its_own_rate(tmp_path):
     assert torch.allclose(loss, trainer.lambda_d * logs["distortion"] + cfg.beta * rate)
     trainer.fit()
     assert load_model(tmp_path / "run" / "checkpoints" / "latest.pth").quality_range() == (1.0, 3.0)
+
+
+def test_rate_balance_weighs_each_image_loss_by_its_beta_multiplier(tmp_path):
+    from common.training import Trainer, distortion, rate_bpp
+
+    data = make_image_splits(tmp_path / "data", {"train": 4, "val": 2}, (64, 64))
+    cfg = tiny_train_config(data, tmp_path / "run", max_steps=1, lambda_adv=0.0)
+    trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA, rate_levels=3, rate_balance=0.25), cfg)
+    x = torch.rand(3, 3, 64, 64)
+    out = trainer.model.train()(x)
+    assert torch.allclose(out.image_weight, out.rate_scale**-0.25)
+    loss, _ = trainer.generator_loss(x, out, adversarial=False)
+    rate = sum(rate_bpp(out.likelihoods, 64 * 64, per_image=True).values())
+    d = distortion(x, out.x_hat, "mse", per_image=True)
+    assert d.shape == (3,) and torch.allclose(d.mean(), distortion(x, out.x_hat, "mse"))
+    expected = (out.image_weight * (trainer.lambda_d * d + cfg.beta * out.rate_scale * rate)).mean()
+    assert torch.allclose(loss, expected)

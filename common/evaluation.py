@@ -31,6 +31,7 @@ from common.datasets import file_fingerprints, list_images, load_image, resolve_
 from common.errors import VAEGANError
 from common.files import atomic_write
 from common.layers import pad_to_multiple
+from common.losses import rate_bpp
 from common.metrics import (
     FID_WEIGHTS_FILE,
     InceptionFeatures,
@@ -44,7 +45,6 @@ from common.metrics import (
     psnr,
     ssim,
 )
-from common.training import rate_bpp
 
 # Per image, averaged over the set; "lpips" only when its backbone weights are present.
 IMAGE_KEYS = (

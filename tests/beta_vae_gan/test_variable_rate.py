@@ -155,7 +155,7 @@ def test_variable_rate_training_weighs_each_image_at_its_own_rate(tmp_path):
     out = trainer.model.train()(x)
     assert out.rate_scale.shape == (2,) and not torch.equal(out.rate_scale[0], out.rate_scale[1])
     loss, logs = trainer.generator_loss(x, out, adversarial=False)
-    from common.training import rate_bpp
+    from common.losses import rate_bpp
 
     per_image = rate_bpp({k: v.float() for k, v in out.likelihoods.items()}, 64 * 64, per_image=True)
     rate = sum((out.rate_scale * r).mean() for r in per_image.values())
@@ -165,7 +165,8 @@ def test_variable_rate_training_weighs_each_image_at_its_own_rate(tmp_path):
 
 
 def test_rate_balance_weighs_each_image_loss_by_its_beta_multiplier(tmp_path):
-    from common.training import Trainer, distortion, rate_bpp
+    from common.losses import distortion, rate_bpp
+    from common.training import Trainer
 
     data = make_image_splits(tmp_path / "data", {"train": 4, "val": 2}, (64, 64))
     cfg = tiny_train_config(data, tmp_path / "run", max_steps=1, lambda_adv=0.0)

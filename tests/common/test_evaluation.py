@@ -15,7 +15,8 @@ from common import evaluation as E
 from common import metrics as M
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
-from common.training import Trainer, feature_matching_loss
+from common.losses import feature_matching_loss
+from common.training import Trainer
 from tests.conftest import TINY_BETA, make_image_splits, no_lpips_source, random_image, tiny_train_config
 
 SHARED_DATA = Path(

@@ -10,7 +10,7 @@ from common.codec import compress_image, decompress_bytes
 from common.datasets import to_tensor
 from common.errors import VAEGANError
 from common.layers import pad_to_multiple
-from common.training import rate_bpp
+from common.losses import rate_bpp
 from hierarchical_vae_gan.model import HierarchicalVAEGAN, HierarchicalVAEGANConfig
 from tests.conftest import random_image
 

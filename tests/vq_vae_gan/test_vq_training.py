@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from common.checkpoint import load_model
-from common.training import Trainer, adaptive_weight
+from common.losses import adaptive_weight
+from common.training import Trainer
 from tests.conftest import make_image_splits, tiny_train_config
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from common.bitstream import Compressed
 from common.checkpoint import model_id
+from common.entropy import EntropyModel
 
 
 @dataclass
@@ -87,7 +88,7 @@ class CompressionModel(nn.Module):
         raise NotImplementedError
 
     def entropy_models(self) -> list[nn.Module]:
-        return [m for m in self.modules() if hasattr(m, "tables") and hasattr(m, "update")]
+        return [m for m in self.modules() if isinstance(m, EntropyModel)]
 
     def update(self) -> None:
         for m in self.entropy_models():

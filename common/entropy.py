@@ -18,6 +18,7 @@ integer table indexes reach :func:`encode_symbols` / :func:`decode_symbols`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import constriction
@@ -203,7 +204,36 @@ def decode_symbols(data: bytes, indexes: np.ndarray, tables: TableSet) -> np.nda
 # Factorized prior
 
 
-class EntropyBottleneck(nn.Module):
+def _float32_outside_autocast(forward):
+    """``forward`` run in float32 with autocast off, when autocast is on (else exactly as it is)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        first = next((a for a in args if torch.is_tensor(a)), None)
+        if first is None or not torch.is_autocast_enabled(first.device.type):
+            return forward(self, *args, **kwargs)
+        args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        with torch.autocast(first.device.type, enabled=False):
+            return forward(self, *args, **kwargs)
+
+    return wrapper
+
+
+class EntropyModel(nn.Module):
+    """Base of every prior: ``tables`` (a :class:`TableSet`) and ``update()`` for coding, and a
+    training forward that stays in float32 under bf16 autocast (rates need more than bf16's 8 bits
+    of mantissa): every subclass's ``forward`` is wrapped on definition, nothing is patched later."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            cls.forward = _float32_outside_autocast(cls.__dict__["forward"])
+
+    def update(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class EntropyBottleneck(EntropyModel):
     """Factorized prior with a learned, non-parametric CDF per channel (Ballé et al. 2018).
 
     Symbols are ``round(z)``; the table of channel c spans the integers between its learned
@@ -339,7 +369,7 @@ def _check_log_uniform(table: torch.Tensor) -> None:
         raise ValueError("the scale table must hold at least 2 positive scales, evenly spaced in log scale")
 
 
-class GaussianConditional(nn.Module):
+class GaussianConditional(EntropyModel):
     """Mean-scale Gaussian prior convolved with U(-1/2, 1/2); scales snap to a fixed log-spaced table.
 
     Symbols are ``round(y - mean)`` coded with the table of the nearest (in log scale) table scale.
@@ -417,7 +447,7 @@ class GaussianConditional(nn.Module):
 # Categorical prior over discrete indices
 
 
-class CategoricalPrior(nn.Module):
+class CategoricalPrior(EntropyModel):
     """A learned categorical distribution over ``num_symbols`` indices, one per context.
 
     ``logits[c] = logit_scale * (base + delta[c])``: a shared marginal plus a per-context correction,

@@ -255,9 +255,6 @@ class Trainer:
         """The callables the step runs: DDP and/or compiled wrappers of the same (saved) modules."""
         cfg = self.cfg
         self.g_forward, self.d_forward = self.model, self.disc
-        if cfg.amp == "bf16":
-            for module in self.model.entropy_models():
-                _run_in_float32(module, self.device.type)
         if self.dist.enabled:
             import inspect
 
@@ -842,21 +839,6 @@ class _LogWindow:
         self.sums, self.counts, self.host, self.images = {}, {}, {}, 0
         self.t0 = time.perf_counter()
         return out
-
-
-def _run_in_float32(module: torch.nn.Module, device_type: str) -> None:
-    """Run an entropy model outside autocast with float32 inputs: rates need more than bf16's 8 bits."""
-    if getattr(module, "_float32_forward", False):
-        return
-    inner = module.forward
-
-    def forward(*args, **kwargs):
-        args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
-        with torch.autocast(device_type, enabled=False):
-            return inner(*args, **kwargs)
-
-    module.forward = forward
-    module._float32_forward = True
 
 
 def _main_thread() -> bool:

@@ -22,7 +22,6 @@ resumes on another number of processes. Only rank 0 logs and writes.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import math
 import os
@@ -54,6 +53,7 @@ from common.losses import (
     hinge_d_loss,
     rate_bpp,
 )
+from common.run_folder import CsvLog, LogWindow, NullWriter, RunLock, tensorboard
 
 DEFAULT_DISTORTION_WEIGHT = {"mse": 0.0067, "ms-ssim": 8.73}
 AMP_CHOICES = ("none", "bf16")
@@ -639,7 +639,7 @@ class Trainer:
         main = self.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._lock = _RunLock(self.out)
+            self._lock = RunLock(self.out)
             if self._replace_old_checkpoints and self.ckpt_dir.exists():
                 aside = self.out / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
                 self.ckpt_dir.rename(aside)
@@ -657,9 +657,9 @@ class Trainer:
                     indent=2,
                 )
             )
-        writer = _tensorboard(self.out / "logs") if main else _NullWriter()
-        train_csv = _CsvLog(self.out / "logs" / "train.csv") if main else None
-        val_csv = _CsvLog(self.out / "logs" / "val.csv") if main else None
+        writer = tensorboard(self.out / "logs") if main else NullWriter()
+        train_csv = CsvLog(self.out / "logs" / "train.csv") if main else None
+        val_csv = CsvLog(self.out / "logs" / "val.csv") if main else None
         val_every = cfg.val_every or self.batches_per_epoch
         interrupted = {"flag": False}
 
@@ -679,7 +679,7 @@ class Trainer:
             dynamic_ncols=True,
             disable=not main,
         )
-        window = _LogWindow(self.dist)
+        window = LogWindow(self.dist)
         start = time.time()
         last: dict = {}
 
@@ -769,131 +769,10 @@ class Trainer:
         self.dist.close(wait)
 
 
-class _RunLock:
-    """An exclusive lock on OUTPUT_DIR/.lock, so two runs in one folder cannot corrupt each other.
-
-    ``flock`` is released by the kernel when the process ends, however it ends: a killed run never
-    leaves a stale lock behind. The file holds the owner's pid, for the message.
-    """
-
-    def __init__(self, folder: Path):
-        import fcntl
-
-        self.path = folder / ".lock"
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            owner = self.file.read().strip() or "?"
-            self.file.close()
-            raise VAEGANError(
-                f"another run is training in {folder} (pid {owner}); wait for it to end, or choose "
-                "another --output_dir"
-            ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-
-    def release(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-
-
-class _LogWindow:
-    """Sums of the step logs on the device since the last flush; one host sync (and, data-parallel,
-    one all-reduce) per flush, so the step itself never waits for the GPU."""
-
-    def __init__(self, env):
-        self.env = env
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.host: dict[str, float] = {}
-        self.images = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, logs: dict | None, images: int) -> None:
-        self.images += images
-        if logs is None:
-            return
-        for k, v in logs.items():
-            if torch.is_tensor(v):
-                self.sums[k] = self.sums[k] + v.detach().float() if k in self.sums else v.detach().float()
-                self.counts[k] = self.counts.get(k, 0) + 1
-            else:
-                self.host[k] = v  # e.g. the learning rate: the latest value
-
-    def flush(self) -> dict[str, float]:
-        """Means over the window (over ranks too: the global batch), plus images/s; {} if empty."""
-        if not self.sums:
-            return {}
-        keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys])
-        if self.env.enabled:
-            torch.distributed.all_reduce(values)
-            values = values / self.env.world_size
-        means = {k: v / self.counts[k] for k, v in zip(keys, values.tolist())}
-        elapsed = time.perf_counter() - self.t0
-        out = means | self.host | {"images_per_s": round(self.images / max(elapsed, 1e-9), 2)}
-        self.sums, self.counts, self.host, self.images = {}, {}, {}, 0
-        self.t0 = time.perf_counter()
-        return out
-
-
 def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-class _CsvLog:
-    """Append-only CSV whose header grows when a later row brings new columns (e.g. after --disc_start)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fields: list[str] = []
-        if path.exists():
-            with open(path, newline="") as f:
-                self.fields = next(csv.reader(f), [])
-            with open(path, "rb+") as f:  # a run killed mid-row: end that row before appending
-                size = f.seek(0, os.SEEK_END)
-                if size:
-                    f.seek(size - 1)
-                    if f.read(1) != b"\n":
-                        f.write(b"\n")
-
-    def write(self, row: dict) -> None:
-        new = [k for k in row if k not in self.fields]
-        if new:
-            rows = []
-            if self.path.exists() and self.fields:
-                with open(self.path, newline="") as f:
-                    rows = list(csv.DictReader(f))
-            self.fields += new
-            with open(self.path, "w", newline="") as f:
-                writer = csv.DictWriter(f, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.fields).writerow(row)
-
-
-class _NullWriter:
-    def add_scalar(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
-
-
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(folder / "tb"))
-    except ImportError:  # tensorboard is optional at run time
-        return _NullWriter()
 
 
 def train(model_cls, argv=None, description: str | None = None) -> int:

@@ -99,12 +99,12 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_csv_log_keeps_columns_that_appear_later(tmp_path):
-    from common.training import _CsvLog
+    from common.run_folder import CsvLog
 
-    log = _CsvLog(tmp_path / "t.csv")
+    log = CsvLog(tmp_path / "t.csv")
     log.write({"step": 1, "loss": 2.0})
     log.write({"step": 2, "loss": 1.5, "d_loss": 0.7})
-    reopened = _CsvLog(tmp_path / "t.csv")
+    reopened = CsvLog(tmp_path / "t.csv")
     reopened.write({"step": 3, "loss": 1.0, "d_loss": 0.6})
     with open(tmp_path / "t.csv") as f:
         rows = list(csv.DictReader(f))

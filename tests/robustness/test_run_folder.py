@@ -7,7 +7,8 @@ import torch
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
-from common.training import Trainer, _RunLock
+from common.run_folder import RunLock
+from common.training import Trainer
 from tests.conftest import TINY_BETA, make_image_splits, tiny_train_config
 
 
@@ -49,7 +50,7 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(data_dir, tmp_path):
 def test_two_runs_cannot_share_a_folder(data_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    holder = _RunLock(out)  # another run, in the middle of training
+    holder = RunLock(out)  # another run, in the middle of training
     trainer = _trainer(data_dir, out)
     with pytest.raises(VAEGANError, match="another run is training in .* wait for it to end"):
         trainer.fit()

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from common.datasets import file_fingerprints, load_image
 from common.errors import VAEGANError
 from common.evaluation import finish_patch_fid
-from common.metrics import MetricError, PatchFID, file_bpp, lpips_distance, ms_ssim, psnr, ssim
+from common.metrics import PatchFID, file_bpp, score_image
 
 CACHE_VERSION = 2  # bump when scoring changes, so every cached sweep is recomputed
 BASE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb", "encoding_time", "decoding_time")
@@ -346,15 +346,10 @@ def sweep(
             decoded = _decode_checked(codec, data, image.shape)
             t2 = time.perf_counter()
             row = {"bpp": file_bpp(len(data), *image.shape[:2])}
-            if distortion:
-                try:
-                    m = ms_ssim(image, decoded)
-                except MetricError:
-                    m = float("nan")
-                row |= {"psnr-rgb": psnr(image, decoded), "ms-ssim-rgb": m, "ssim-rgb": ssim(image, decoded)}
+            scores = score_image(image, decoded, lpips_model, distortion)
+            row |= {k: v for k, v in scores.items() if k != "lpips"}
             row |= {"encoding_time": t1 - t0, "decoding_time": t2 - t1}
-            if lpips_model is not None:
-                row["lpips"] = lpips_distance(lpips_model, image, decoded)
+            row |= {k: v for k, v in scores.items() if k == "lpips"}
             if patch_fid is not None:
                 patch_fid.update(image, decoded, fid_reference.original_features(path, image))
             rows.append(row)

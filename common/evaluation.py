@@ -40,10 +40,7 @@ from common.metrics import (
     extract_patches,
     file_bpp,
     load_lpips,
-    lpips_distance,
-    ms_ssim,
-    psnr,
-    ssim,
+    score_image,
 )
 
 # Per image, averaged over the set; "lpips" only when its backbone weights are present.
@@ -204,10 +201,6 @@ def evaluate_checkpoint(
             Image.fromarray(decoded).save(out_dir / "reconstructions" / f"{path.stem}.png")
         size = bitstream.stat().st_size
         bpp = file_bpp(size, h, w)
-        try:
-            msssim = ms_ssim(image, decoded)
-        except MetricError:
-            msssim = float("nan")
         row = {
             "image": path.name,
             "height": h,
@@ -215,12 +208,7 @@ def evaluate_checkpoint(
             "bytes": size,
             "bpp": bpp,
             "estimated_bpp": estimated_bpp(model, image),
-            "psnr-rgb": psnr(image, decoded),
-            "ms-ssim-rgb": msssim,
-            "ssim-rgb": ssim(image, decoded),
-        }
-        if lpips_model is not None:
-            row["lpips"] = lpips_distance(lpips_model, image, decoded)
+        } | score_image(image, decoded, lpips_model)
         if patch_fid is not None:
             patch_fid.update(image, decoded, fid_reference.original_features(path, image))
         rows.append(

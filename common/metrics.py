@@ -153,6 +153,26 @@ def ms_ssim(a: Any, b: Any) -> float:
     return float(value.mean())
 
 
+def score_image(original: np.ndarray, decoded: np.ndarray, lpips_model=None, distortion: bool = True) -> dict:
+    """Every per-image quality metric of one decoding, the same for model points and classical codecs:
+    ``psnr-rgb``, ``ms-ssim-rgb`` (NaN for images too small for its five scales), ``ssim-rgb``, and
+    ``lpips`` when ``lpips_model`` is given. ``distortion=False`` leaves out the first three."""
+    row = {}
+    if distortion:
+        try:
+            msssim = ms_ssim(original, decoded)
+        except MetricError:
+            msssim = float("nan")
+        row = {
+            "psnr-rgb": psnr(original, decoded),
+            "ms-ssim-rgb": msssim,
+            "ssim-rgb": ssim(original, decoded),
+        }
+    if lpips_model is not None:
+        row["lpips"] = lpips_distance(lpips_model, original, decoded)
+    return row
+
+
 def file_bpp(num_bytes: int, height: int, width: int) -> float:
     """Bits per pixel of a compressed file: 8 * bytes / (height * width). The one bpp formula."""
     if height <= 0 or width <= 0:

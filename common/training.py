@@ -589,9 +589,14 @@ class Trainer:
             mse = F.mse_loss(x_hat, x)
             dist = distortion(x, x_hat, self.cfg.distortion)
             bpp = float(sum(rates.values()))
+            # the training loss's terms: level rate weights, and any extra reconstructions the model gives
+            weights = self.model.rate_weights()
+            weighted = float(sum(weights.get(k, 1.0) * r for k, r in rates.items()))
             scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
+            for x_other, weight in out.extra_reconstructions.values():
+                dist = dist + weight * distortion(x, x_other.clamp(0, 1), self.cfg.distortion)
             row = {
-                "loss": float(self.lambda_d * dist + self.cfg.beta * scale * bpp),
+                "loss": float(self.lambda_d * dist + self.cfg.beta * scale * weighted),
                 "bpp": bpp,
                 "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
                 **{f"bpp_{k}": float(v) for k, v in rates.items()},

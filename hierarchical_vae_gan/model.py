@@ -34,7 +34,7 @@ from torch import nn
 from common.bitstream import MAX_STREAMS, Compressed
 from common.cli import option
 from common.contract import CompressionModel, ModelOutput
-from common.entropy import EntropyBottleneck, GaussianConditional
+from common.entropy import EntropyBottleneck, GaussianConditional, round_ste
 from common.errors import VAEGANError
 from common.layers import (
     PatchTrunk,
@@ -246,7 +246,10 @@ class HierarchicalVAEGAN(CompressionModel):
         lowest_sent = self.L - int(torch.randint(1, self.L, ())) if partial else None  # partial decode: top k
         feats = self._features(x)
         td, top = self.top_down, self.L - 1
-        y_hat, lik = self.entropy_bottleneck(td.posterior(top, feats[top], None))
+        y_top = td.posterior(top, feats[top], None)
+        _, lik = self.entropy_bottleneck(y_top)  # the rate of y + U(-1/2, 1/2) in training
+        # the decoder sees the rounded top latent in training too (straight-through), as it will in a file
+        y_hat = round_ste(y_top)
         likelihoods = {f"l{top}": lik}
         d = td.top_in(y_hat)
         d_partial = d if lowest_sent == top else None

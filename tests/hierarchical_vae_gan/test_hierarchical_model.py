@@ -148,3 +148,17 @@ def test_a_file_with_more_levels_than_the_model_is_refused(model, rng):
         model.decompress(Compressed(streams=c.streams + [b"\0"], size=c.size))
     with pytest.raises(ValueError, match="levels"):
         model.with_levels(model.L + 1)
+
+
+def test_the_decoder_sees_the_rounded_top_latent_in_training_as_in_a_file():
+    """The top level's rate is that of y + U(-1/2, 1/2), but what reaches the decoder is round(y)
+    (straight-through), as a file delivers it: no train/test mismatch at the top of the hierarchy."""
+    model = tiny_model().train()
+    seen = {}
+    model.top_down.top_in.register_forward_hook(lambda m, inputs, out: seen.update(y=inputs[0]) or None)
+    out = model(torch.rand(2, 3, 64, 64))
+    y = seen["y"]
+    assert torch.equal(y, torch.round(y)) and y.requires_grad
+    out.x_hat.mean().backward()  # the distortion still trains the top posterior through the rounding
+    top = model.top_down.post[-1]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in top.parameters())

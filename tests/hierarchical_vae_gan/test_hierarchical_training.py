@@ -52,3 +52,19 @@ def test_resume_of_a_checkpoint_that_predates_a_setting_uses_its_default(data_di
     resumed.fit()
     with pytest.raises(CheckpointError, match="config differs"):  # a resumed run keeps its settings
         _trainer(data_dir, tmp_path, {"progressive_weight": 0.5}, max_steps=3, resume="auto")
+
+
+def test_the_validation_loss_weighs_level_rates_as_the_training_loss_does(data_dir, tmp_path):
+    """best_model.pth is chosen on the validation loss: it must be the loss the run optimises."""
+    from common.losses import distortion, rate_bpp
+
+    trainer = _trainer(data_dir, tmp_path, {"level_betas": "0,1,4"}, max_steps=1)
+    stats = trainer.validate()
+    x = trainer.val_set[0].unsqueeze(0)
+    with torch.no_grad():
+        out = trainer.model.eval()(x)
+    rates = rate_bpp(out.likelihoods, 64 * 64)
+    weighted = 0 * rates["l0"] + 1 * rates["l1"] + 4 * rates["l2"]
+    expected = trainer.lambda_d * distortion(x, out.x_hat.clamp(0, 1), "mse") + trainer.cfg.beta * weighted
+    assert stats["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert stats["bpp"] == pytest.approx(float(sum(rates.values())), rel=1e-5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,99 @@ def bd_metric(anchor: dict, test: dict, metric: str = "psnr-rgb") -> dict:
         "bpp_range": (float(np.exp(lo)), float(np.exp(hi))),
         **counts,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# BD tables: every curve against each anchor, as Markdown, CSV and (common/report_html.py) HTML
+
+BD_METRICS = ("psnr-rgb", "ms-ssim-rgb", "lpips")  # each where both curves have it
+
+
+def bd_rows(curves: list[dict], anchors: list[str]) -> tuple[list[dict], list[str]]:
+    """BD-rate and BD-metric of every curve against each anchor present, for each of BD_METRICS; plus notes."""
+    by_id = {c["id"]: c for c in curves}
+    notes = [f"BD-rate anchor {a!r} is not among the curves; skipped" for a in anchors if a not in by_id]
+    rows = []
+    for a in (a for a in anchors if a in by_id):
+        for test in curves:
+            if test["id"] == a:
+                continue
+            for metric in BD_METRICS:
+                if metric not in by_id[a]["results"] or metric not in test["results"]:
+                    continue
+                r = bd_rate(by_id[a], test, metric=metric)
+                m = bd_metric(by_id[a], test, metric=metric)
+                q, b = r["metric_range"] or (None, None), r["bpp_range"] or (None, None)
+                rows.append(
+                    {
+                        "anchor": by_id[a]["name"],
+                        "test": test["name"],
+                        "metric": metric,
+                        "bd_rate_percent": r["value"],
+                        "bd_metric": m["value"],
+                        "metric_low": q[0],
+                        "metric_high": q[1],
+                        "bpp_low": b[0],
+                        "bpp_high": b[1],
+                        "note": r["reason"] or "",
+                        "kind": test.get("kind", "published"),
+                    }
+                )
+    # what a reader looks for first: each model family against the anchors, then the codecs
+    rows.sort(key=lambda row: row["kind"] != "model")
+    return rows, notes
+
+
+def fmt_value(v, spec: str) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+BD_HEADERS = ["anchor", "test", "metric", "BD-rate", "BD-metric", "overlap (metric)", "overlap (bpp)", "note"]
+
+
+def bd_cells(r: dict) -> list[str]:
+    """One table row as text, shared by bd_rate.md and report.html."""
+    metric_spec = ".2f" if r["metric"] == "psnr-rgb" else ".4f"
+
+    def span(lo, hi, spec):
+        return "none" if lo is None else f"{fmt_value(lo, spec)} – {fmt_value(hi, spec)}"
+
+    rate = fmt_value(r["bd_rate_percent"], "+.1f") + ("%" if r["bd_rate_percent"] is not None else "")
+    return [
+        r["anchor"],
+        r["test"],
+        r["metric"],
+        rate,
+        fmt_value(r["bd_metric"], "+" + metric_spec),
+        span(r["metric_low"], r["metric_high"], metric_spec),
+        span(r["bpp_low"], r["bpp_high"], ".3f"),
+        r["note"],
+    ]
+
+
+BD_EXPLAINED = (
+    "BD-rate: average bitrate change of the test curve against the anchor at equal quality, over the "
+    "quality range both curves cover (overlap (metric)); negative means the test needs fewer bits. "
+    "BD-metric: average quality difference (test - anchor; dB for PSNR; for LPIPS, lower is better, so a "
+    "negative BD-LPIPS means the test is closer to the original) at equal rate. Both use PCHIP "
+    "fits (common/rd.py); overlap (bpp) is the rate span the BD-rate integral covers."
+)
+
+
+def bd_markdown(rows: list[dict], notes: list[str]) -> str:
+    lines = ["# BD-rate (Bjøntegaard deltas)", "", BD_EXPLAINED, ""]
+    lines.append("| " + " | ".join(BD_HEADERS) + " |")
+    lines.append("|" + " --- |" * len(BD_HEADERS))
+    lines += ["| " + " | ".join(bd_cells(r)) + " |" for r in rows]
+    lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_bd_tables(rows: list[dict], notes: list[str], out: Path) -> None:
+    (out / "bd_rate.md").write_text(bd_markdown(rows, notes))
+    with open(out / "bd_rate.csv", "w", newline="") as f:
+        fields = ["anchor", "test", "metric", "bd_rate_percent", "bd_metric"]
+        fields += ["metric_low", "metric_high", "bpp_low", "bpp_high", "note", "kind"]
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)

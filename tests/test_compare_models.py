@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import baselines, report
+import compare_models
+from common import baselines, rd, report, report_html
 from common.cli import run_cli
 from tests.conftest import ROOT, random_image
 
@@ -54,7 +55,7 @@ def compared(tmp_path_factory, tiny_beta_path):
     (root / "paper.json").write_text(json.dumps(published))
     args = compare_args(root / "images", root / "out", root / "cache", tiny_beta_path)
     args += ["--results", str(root / "paper.json")]
-    assert run_cli(report.compare_main, args) == 0
+    assert run_cli(compare_models.main, args) == 0
     return args, root / "out"
 
 
@@ -109,7 +110,7 @@ def test_second_run_reads_every_cache(compared, monkeypatch, tmp_path):
     monkeypatch.setattr(report, "evaluate_checkpoint", fail)
     again = tmp_path / "again"
     args = [a if a != str(out) else str(again) for a in args]
-    assert run_cli(report.compare_main, args) == 0
+    assert run_cli(compare_models.main, args) == 0
     first = json.loads((out / "summary.json").read_text())
     second = json.loads((again / "summary.json").read_text())
     assert second["curves"] == first["curves"] and second["side_by_side"] == first["side_by_side"]
@@ -135,7 +136,7 @@ def test_published_codec_sweeps_stand_in_for_the_sweep_cache(compared, monkeypat
         monkeypatch.setitem(baselines.CODECS, name, dataclasses.replace(baselines.CODECS[name], encode=fail))
     swap = {str(cache): str(tmp_path / "cache"), str(out): str(tmp_path / "out")}
     again = [swap.get(a, a) for a in args] + ["--codec_results", str(tmp_path / "pub")]
-    assert run_cli(report.compare_main, again) == 0
+    assert run_cli(compare_models.main, again) == 0
     second = json.loads((tmp_path / "out" / "summary.json").read_text())
     for curve in first["curves"] + second["curves"]:
         curve.pop("point_dirs", None)  # where the model points are cached: the copied cache
@@ -146,7 +147,7 @@ def test_bad_checkpoints_give_one_line_and_exit_2(tmp_path, tiny_beta_path, caps
     """A non-checkpoint file, then the wrong family through the real script run from another folder."""
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    assert run_cli(report.compare_main, ["--vq_model_path", str(junk), "--codecs"]) == 2
+    assert run_cli(compare_models.main, ["--vq_model_path", str(junk), "--codecs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
         len(err) == 1 and err[0].startswith("error: --vq_model_path") and "cannot read checkpoint" in err[0]
@@ -167,16 +168,16 @@ def test_bad_checkpoints_give_one_line_and_exit_2(tmp_path, tiny_beta_path, caps
 
 def test_unknown_codec_crop_image_and_results_are_one_line_errors(compared, capsys, tmp_path):
     args, _ = compared
-    assert run_cli(report.compare_main, args + ["--codecs", "nosuchcodec"]) == 2
+    assert run_cli(compare_models.main, args + ["--codecs", "nosuchcodec"]) == 2
     assert "unknown codec 'nosuchcodec'" in capsys.readouterr().err
-    assert run_cli(report.compare_main, args + ["--crop_images", "zzz"]) == 2
+    assert run_cli(compare_models.main, args + ["--crop_images", "zzz"]) == 2
     assert "--crop_images: 'zzz'" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "x", "results": {"psnr-rgb": [30]}}')
-    assert run_cli(report.compare_main, args + ["--results", str(bad)]) == 2
+    assert run_cli(compare_models.main, args + ["--results", str(bad)]) == 2
     assert "not a CompressAI results file" in capsys.readouterr().err
     bad.write_text('{"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30]}}')
-    assert run_cli(report.compare_main, args + ["--results", str(bad)]) == 2
+    assert run_cli(compare_models.main, args + ["--results", str(bad)]) == 2
     assert "'psnr-rgb' has 1 values for 2 bpp values" in capsys.readouterr().err
 
 
@@ -245,7 +246,7 @@ def test_bd_rows_put_the_models_first():
         "results": {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr-rgb": [v + shift for v in (25.0, 27.0, 29.0, 31.0)]},
     }
     curves = [curve("hevc", "codec", 1), curve("webp", "codec", 0.5), curve("ours", "model", 0)]
-    rows, _ = report.bd_rows(curves, ["hevc"])
+    rows, _ = rd.bd_rows(curves, ["hevc"])
     assert [r["test"] for r in rows] == ["ours", "webp"] and rows[0]["kind"] == "model"
 
 
@@ -255,5 +256,5 @@ def test_the_report_says_which_images_it_shows(compared):
     files = [Path(f"kodim{i:02d}.png") for i in range(1, 25)]
     assert report.choose_images(files, ["all"]) == files
     sets = [(f.name, None, []) for f in report.choose_images(files, None)]
-    assert report.images_shown(sets, 24).startswith("2 of the 24 images (kodim01.png, kodim02.png)")
-    assert "--crop_images all" in report.images_shown(sets, 24)
+    assert report_html.images_shown(sets, 24).startswith("2 of the 24 images (kodim01.png, kodim02.png)")
+    assert "--crop_images all" in report_html.images_shown(sets, 24)

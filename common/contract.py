@@ -67,12 +67,16 @@ class CompressionModel(nn.Module):
     family: str = ""
     Config: type = object
     pad_multiple: int = 64
+    layer_name: str = (
+        "layers"  # what the family calls its layers in messages (VQ: stages, hierarchical: levels)
+    )
 
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.checkpoint_path: str | None = None
         self._view_settings: dict = {}
+        self.coding_layers: int | None = None  # runtime setting (see with_layers); not in the weights
         self._identity: bytes | None = None
 
     def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
@@ -112,6 +116,26 @@ class CompressionModel(nn.Module):
         """The runtime settings this view changed (empty for the model itself): with the identity,
         what tells two rate points of one checkpoint apart (caches key on both)."""
         return dict(self._view_settings)
+
+    # ---- layered files: the first k streams of a file decode on their own ---------------------
+
+    def layer_count(self) -> int:
+        """How many layers (streams that refine each other) a file of this model holds: VQ's residual
+        stages, the hierarchical levels; 1 for a model whose streams only make sense together."""
+        return 1
+
+    def coded_layers(self) -> int:
+        """How many layers this view writes and evaluates (all, unless :meth:`with_layers` said fewer)."""
+        k = self.layer_count() if self.coding_layers is None else self.coding_layers
+        if not 1 <= k <= self.layer_count():
+            raise ValueError(f"this model has {self.layer_count()} {self.layer_name}; {k} requested")
+        return k
+
+    def with_layers(self, k: int) -> CompressionModel:
+        """A view sharing these weights that codes (and evaluates) only the first k layers."""
+        if not 1 <= k <= self.layer_count():
+            raise ValueError(f"this model has {self.layer_count()} {self.layer_name}; {k} requested")
+        return self.view(coding_layers=k)
 
     def rate_points(self) -> list[tuple[CompressionModel, str]]:
         """(view, name suffix) for each rate one checkpoint offers, lowest first; most families: itself.

@@ -183,6 +183,7 @@ class MultiScalePatchDiscriminator(nn.Module):
 
 class HierarchicalVAEGAN(CompressionModel):
     family = "hierarchical_vae_gan"
+    layer_name = "levels"
     Config = HierarchicalVAEGANConfig
 
     def __init__(self, config: HierarchicalVAEGANConfig):
@@ -207,21 +208,16 @@ class HierarchicalVAEGAN(CompressionModel):
         self.g_s = gdn_synthesis(N, N, 3)
         self.entropy_bottleneck = EntropyBottleneck(M)  # top level
         self.gaussian_conditional = GaussianConditional()  # every other level (one scale table)
-        self.coding_levels: int | None = None  # runtime setting (see with_levels); not in the weights
 
     # ---- levels -------------------------------------------------------------------------------
 
-    def _levels(self, k: int | None) -> int:
-        k = self.coding_levels if k is None else k
-        k = self.L if k is None else k
-        if not 1 <= k <= self.L:
-            raise ValueError(f"this model has {self.L} levels; {k} requested")
-        return k
+    def layer_count(self) -> int:
+        """Each level is a layer, top level first: a file's top k streams decode on their own."""
+        return self.L
 
     def with_levels(self, k: int) -> HierarchicalVAEGAN:
-        """A view sharing these weights that codes (and evaluates) only the top k levels."""
-        self._levels(k)
-        return self.view(coding_levels=k)
+        """The hierarchical name for :meth:`with_layers`: codes (and evaluates) only the top k levels."""
+        return self.with_layers(k)
 
     def rate_weights(self) -> dict[str, float]:
         return {f"l{level}": b for level, b in enumerate(self._level_betas)}
@@ -241,7 +237,7 @@ class HierarchicalVAEGAN(CompressionModel):
         latents decoded from the top k levels only (k drawn per step), the levels below at their
         prior means, exactly what a file holding k streams decodes to.
         """
-        k = self.L if self.training else self._levels(None)
+        k = self.L if self.training else self.coded_layers()
         partial = self.training and self.config.progressive_weight > 0
         lowest_sent = self.L - int(torch.randint(1, self.L, ())) if partial else None  # partial decode: top k
         feats = self._features(x)
@@ -304,14 +300,14 @@ class HierarchicalVAEGAN(CompressionModel):
         return x_hat[..., : size[0], : size[1]].clamp(0, 1)
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, num_levels: int | None = None) -> Compressed:
-        """One stream per level, top level first; only the top k when ``num_levels`` (or the view) says so."""
-        return self.encode_latents(x, num_levels)[0]
+    def compress(self, x: torch.Tensor) -> Compressed:
+        """One stream per level, top level first; only the top k when the view (``with_levels``) says so."""
+        return self.encode_latents(x)[0]
 
     @torch.no_grad()
-    def encode_latents(self, x: torch.Tensor, num_levels: int | None = None) -> tuple[Compressed, list]:
+    def encode_latents(self, x: torch.Tensor) -> tuple[Compressed, list]:
         """(file streams, the quantized latents the decoder will see, top level first)."""
-        k = self._levels(num_levels)
+        k = self.coded_layers()
         size = tuple(x.shape[-2:])
         feats = [f.double().cpu() for f in self._features(pad_to_multiple(x, self.pad_multiple))]
         td, top = self._coding_top_down(), self.L - 1

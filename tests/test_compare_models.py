@@ -233,7 +233,7 @@ def test_vq_checkpoints_give_one_point_per_residual_stage(tiny_beta_path):
     )
     points = report.rate_points(Path("run/best.pth"), vq)
     assert [name for _, name in points] == ["best-stages1", "best-stages2"]
-    assert [view.coding_stages for view, _ in points] == [1, 2]
+    assert [view.coded_layers() for view, _ in points] == [1, 2]
     beta = load_model(tiny_beta_path)
     assert report.rate_points(tiny_beta_path, beta) == [(beta, "tiny_beta")]
 

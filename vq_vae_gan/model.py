@@ -11,7 +11,7 @@ transformers for high-resolution image synthesis"), and residual VQ with quantiz
                                          v                       v
     y_hat = e_0(i_0) + e_1(i_1) + ... (first k stages) --g_s--> x_hat        D(x or x_hat) -> patch logits
 
-``compress(x, num_stages=k)`` writes only the first k stages (one stream each), so one checkpoint
+``with_stages(k).compress(x)`` writes only the first k stages (one stream each), so one checkpoint
 gives several rates. The priors learn from the detached indices: the rate in the loss is their real
 cross-entropy in bits, and ``--beta`` only fits them (it does not push the encoder).
 """
@@ -82,6 +82,7 @@ def _check(config: VQVAEGANConfig) -> None:
 
 class VQVAEGAN(CompressionModel):
     family = "vq_vae_gan"
+    layer_name = "stages"
     Config = VQVAEGANConfig
 
     def __init__(self, config: VQVAEGANConfig):
@@ -114,16 +115,12 @@ class VQVAEGAN(CompressionModel):
             [first] + [CategoricalPrior(K, K) for _ in range(1, config.num_quantizers)]
         )
         self.register_buffer("usage", torch.zeros(config.num_quantizers, K), persistent=False)
-        self.coding_stages: int | None = None  # runtime setting (see with_stages); not in the weights
 
     # ---- rate control -------------------------------------------------------------------------
 
-    def _stages(self, num_stages: int | None) -> int:
-        k = num_stages if num_stages is not None else self.coding_stages
-        k = self.config.num_quantizers if k is None else k
-        if not 1 <= k <= self.config.num_quantizers:
-            raise ValueError(f"this model has {self.config.num_quantizers} stages; {k} requested")
-        return k
+    def layer_count(self) -> int:
+        """Each residual stage is a layer: the first k stages' streams decode on their own."""
+        return self.config.num_quantizers
 
     def rate_points(self) -> list[tuple[VQVAEGAN, str]]:
         """One view per number of residual stages decoded (``-stages<k>``, as ``evaluate.py --stages``)."""
@@ -133,9 +130,8 @@ class VQVAEGAN(CompressionModel):
         return self.config.channels
 
     def with_stages(self, k: int) -> VQVAEGAN:
-        """A view sharing these weights whose evaluation forward and ``compress`` use the first k stages."""
-        self._stages(k)
-        return self.view(coding_stages=k)
+        """VQ's name for :meth:`with_layers`: evaluation forward and ``compress`` use the first k stages."""
+        return self.with_layers(k)
 
     # ---- training -----------------------------------------------------------------------------
 
@@ -157,7 +153,7 @@ class VQVAEGAN(CompressionModel):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         y = self.g_a(x * 2 - 1)
-        k = self.config.num_quantizers if self.training else self._stages(None)
+        k = self.config.num_quantizers if self.training else self.coded_layers()
         y_hat, indices, commitment = self.quantizer(y, k, self._keep(x.shape[0], x.device))
         if self.training:
             self.usage.zero_()
@@ -197,9 +193,9 @@ class VQVAEGAN(CompressionModel):
         return tuple(math.ceil(n / self.config.downsample) for n in size)
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, num_stages: int | None = None) -> Compressed:
+    def compress(self, x: torch.Tensor) -> Compressed:
         """One stream per stage: stage 0 with its marginal, stage s with the row of index s-1."""
-        k = self._stages(num_stages)
+        k = self.coded_layers()
         size = tuple(x.shape[-2:])
         y = self.g_a(pad_to_multiple(x, self.pad_multiple) * 2 - 1)
         indices = self.quantizer.indices(y, k)

@@ -44,7 +44,7 @@ def test_every_shipped_rate_is_reachable_by_quality(rng, tmp_path):
     sizes = []
     for q in range(1, k + 1):
         view = zoo.shipped_model("vq_vae_gan", q)
-        assert view.coding_stages == q
+        assert view.coded_layers() == q
         data = compress_image(view, image)
         assert np.array_equal(decompress_bytes(data), decompress_bytes(data, view))  # found from the header
         sizes.append(len(data))

@@ -35,7 +35,7 @@ from torch import nn
 
 from common.bitstream import Compressed
 from common.cli import option
-from common.contract import CompressionModel, ModelOutput
+from common.contract import CompressionModel, Discriminator, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
 from common.errors import CorruptFileError
 from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis, pad_to_multiple
@@ -74,7 +74,7 @@ class BetaVAEGANConfig:
 QUALITY_SCALE = 1000  # the file stores quality in thousandths
 
 
-class ConditionalPatchDiscriminator(nn.Module):
+class ConditionalPatchDiscriminator(Discriminator):
     """PatchGAN on the image, conditioned on the upsampled quantized latent (as in HiFiC)."""
 
     def __init__(self, latent_channels: int, channels: int = 64, upsample: int = 16):
@@ -85,9 +85,6 @@ class ConditionalPatchDiscriminator(nn.Module):
             nn.Upsample(scale_factor=upsample, mode="nearest"),
         )
         self.net = PatchTrunk(3 + 12, channels)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.features(x, cond)[-1]
 
     def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Activations after each LeakyReLU of the trunk, then the logits (last): for feature matching."""

@@ -36,6 +36,17 @@ class ModelOutput:
     image_weight: torch.Tensor | None = None
 
 
+class Discriminator(nn.Module):
+    """A family's critic (``build_discriminator``): ``features(x, cond)`` gives the activations the
+    feature-matching loss compares, then the logits (last); ``forward`` gives the logits."""
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.features(x, cond)[-1]
+
+    def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
 class BatchStatistics(nn.Module):
     """A module that learns from batch statistics outside the gradient (e.g. EMA codebooks).
 
@@ -88,7 +99,7 @@ class CompressionModel(nn.Module):
     def decompress(self, compressed: Compressed) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def build_discriminator(self) -> nn.Module:  # pragma: no cover - abstract
+    def build_discriminator(self) -> Discriminator:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def entropy_models(self) -> list[nn.Module]:

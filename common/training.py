@@ -183,6 +183,7 @@ def split_args(args: argparse.Namespace, model_config_cls) -> tuple[object, Trai
 class Trainer:
     def __init__(self, model_cls, model_cfg, cfg: TrainConfig):
         self.cfg = cfg
+        self._lock: RunLock | None = None  # taken by fit(), released by close()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if cfg.distortion not in DEFAULT_DISTORTION_WEIGHT:
@@ -302,11 +303,6 @@ class Trainer:
             raise VAEGANError(
                 "discriminator feature matching needs a trained discriminator: set --lambda_adv > 0, "
                 "or provide the LPIPS weights, or set --lambda_perceptual 0"
-            )
-        if not callable(getattr(self.disc, "features", None)):
-            raise VAEGANError(
-                f"the {self.model.family} discriminator has no features(x, cond) method, "
-                "which feature matching needs; use --perceptual lpips"
             )
         return None, "disc-feature-matching"
 
@@ -767,7 +763,7 @@ class Trainer:
 
     def close(self, wait: bool = True) -> None:
         """Release the run folder; leave the process group if this trainer joined it (``train`` calls this)."""
-        lock = getattr(self, "_lock", None)
+        lock = self._lock
         if lock is not None:
             lock.release()
             self._lock = None

@@ -33,7 +33,7 @@ from torch import nn
 
 from common.bitstream import MAX_STREAMS, Compressed
 from common.cli import option
-from common.contract import CompressionModel, ModelOutput
+from common.contract import CompressionModel, Discriminator, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional, round_ste
 from common.errors import VAEGANError
 from common.layers import (
@@ -152,7 +152,7 @@ class TopDown(nn.Module):
         return self.merge[level](torch.cat([c, y_hat], dim=1))
 
 
-class MultiScalePatchDiscriminator(nn.Module):
+class MultiScalePatchDiscriminator(Discriminator):
     """One PatchGAN head per latent level: head s sees the image at 1/2^s, conditioned on y_0_hat.
 
     The heads' logits are resized to the finest head's grid and stacked as channels, so the hinge
@@ -163,9 +163,6 @@ class MultiScalePatchDiscriminator(nn.Module):
         super().__init__()
         self.cond = nn.Sequential(nn.Conv2d(latent_channels, 12, 3, padding=1), nn.LeakyReLU(0.2))
         self.heads = nn.ModuleList(PatchTrunk(3 + 12, channels) for _ in range(scales))
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.features(x, cond)[-1]
 
     def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
         c = self.cond(cond)

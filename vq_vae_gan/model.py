@@ -26,7 +26,7 @@ from torch import nn
 
 from common.bitstream import MAX_STREAMS, Compressed
 from common.cli import option
-from common.contract import CompressionModel, ModelOutput
+from common.contract import CompressionModel, Discriminator, ModelOutput
 from common.entropy import CategoricalPrior, LeftContextPrior
 from common.errors import VAEGANError
 from common.layers import PatchTrunk, ResidualBlock, conv, deconv, pad_to_multiple
@@ -51,15 +51,12 @@ class VQVAEGANConfig:
     )
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(Discriminator):
     """Unconditional PatchGAN (Isola et al. 2017, as in VQGAN) with spectral normalisation."""
 
     def __init__(self, channels: int = 64):
         super().__init__()
         self.net = PatchTrunk(3, channels)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.features(x, cond)[-1]
 
     def features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Activations after each LeakyReLU, then the logits (last): for feature matching."""

@@ -6,7 +6,7 @@ nothing here changes the global backend or needs a display, and figures are free
     from common.plots import rd_figure, reconstruction_grid, error_map, checkpoint_visuals
     fig = rd_figure([json.load(open("jpeg420.json")), json.load(open("beta.json"))], "psnr-rgb")
     fig.savefig("rd.png")
-    grid, errors, info = checkpoint_visuals("beta_vae_gan/pretrained/beta_vae_gan-q2.pth", "kodim23.png")
+    grid, errors, info = checkpoint_visuals("beta_vae_gan/pretrained/beta_vae_gan-vr.pth", "kodim23.png")
 """
 
 from __future__ import annotations

@@ -13,10 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FAMILY = "beta_vae_gan"
 
 
-@cache
 def shipped(family: str) -> tuple[tuple[Path, bytes], ...]:
     """(path, model_id) of each shipped checkpoint of a family, lowest rate first (file name order)."""
-    folder = ROOT / family / "pretrained"
+    return _shipped(ROOT, family)
+
+
+@cache
+def _shipped(root: Path, family: str) -> tuple[tuple[Path, bytes], ...]:
+    """Cached per root, so a test that points ROOT elsewhere leaves no stale listing behind."""
+    folder = root / family / "pretrained"
     out = []
     for path in sorted(folder.glob("*.pth")):
         ckpt = read_checkpoint(path)

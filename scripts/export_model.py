@@ -1,7 +1,7 @@
 """Turn a training checkpoint into a release checkpoint: model only, float16 weights, with its recipe.
 
     python scripts/export_model.py output/beta_vae_gan/checkpoints/best_model.pth \
-        beta_vae_gan/pretrained/beta_vae_gan-q2.pth --half
+        beta_vae_gan/pretrained/beta_vae_gan-vr.pth --half
 """
 
 from __future__ import annotations

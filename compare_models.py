@@ -33,7 +33,7 @@ from common.report import (  # noqa: E402
     digest,
     load_families,
     load_results_file,
-    model_curve,
+    model_curves,
     resolve_files,
     side_by_sides,
     write_json,
@@ -79,10 +79,8 @@ def main(argv=None) -> int:
 
     curves = []
     for family, checkpoints in families.items():
-        curves.append(
-            model_curve(
-                family, checkpoints, files, cache_root / "models", lpips_model, fid_reference, progress
-            )
+        curves += model_curves(
+            family, checkpoints, files, cache_root / "models", lpips_model, fid_reference, progress
         )
     for name in codecs:
         curve = sweep_cached(

@@ -21,6 +21,14 @@ training every image draws its own q and its rate term is weighted by beta * spa
 t = (q - 1) / (R - 1): low q trades bits for distortion like a large beta. The file carries q
 (a 2-byte stream, in thousandths) so the decoder needs nothing but the file. ``--gain scalar``
 learns one step per anchor instead of one per channel (QVRF-like, Tong et al. 2023).
+
+Decode-time realism (``--realism``, after Agustsson et al. 2023, "Multi-realism image compression
+with a conditional generator"): residual blocks added to g_s at each of its scales, each modulated
+by the realism weight w in [0, 1] (Fourier features -> MLP -> FiLM and a gate) and scaled by w, so
+w = 0 *is* the base decoder, bit for bit. They train for ``lambda_d * MSE + w * (lambda_p * LPIPS +
+lambda_adv * GAN)``, w drawn per image, with the encoder, the entropy model and g_s frozen (as
+MS-ILLM trains its GAN stage): the files do not change, so one file decodes anywhere from faithful
+(w = 0, the codec's default) to realistic (w = 1), and files of the base model decode too.
 """
 
 from __future__ import annotations
@@ -38,7 +46,16 @@ from common.cli import option
 from common.contract import CompressionModel, Discriminator, ModelOutput
 from common.entropy import EntropyBottleneck, GaussianConditional
 from common.errors import CorruptFileError
-from common.layers import PatchTrunk, conv, deconv, gdn_analysis, gdn_synthesis, pad_to_multiple
+from common.layers import (
+    ConditionedResidual,
+    FourierFeatures,
+    PatchTrunk,
+    conv,
+    deconv,
+    gdn_analysis,
+    gdn_synthesis,
+    pad_to_multiple,
+)
 
 
 @dataclass
@@ -60,6 +77,12 @@ class BetaVAEGANConfig:
         0.0,
         "variable rate: weight each image's loss by (its beta multiplier)^-b; 0.25 gives the lowest and "
         "highest rates losses of similar size (else the low rates' larger losses dominate)",
+    )
+
+    realism: bool = option(
+        False,
+        "add a realism-conditioned decoder (decode with --realism 0..1); it trains alone, with the "
+        "encoder, entropy model and base decoder frozen: start from a β checkpoint with --init_from",
     )
 
     def __post_init__(self):
@@ -87,6 +110,34 @@ class ConditionalPatchDiscriminator(Discriminator):
         """Activations after each LeakyReLU of the trunk, then the logits (last): for feature matching."""
         c = self.cond(cond)[..., : x.shape[-2], : x.shape[-1]]
         return self.net.features(torch.cat([x * 2 - 1, c], dim=1))
+
+
+class RealismDecoder(nn.Module):
+    """Residual blocks around g_s: one on y_hat (1/16), one after each inverse GDN (1/8, 1/4) and two
+    at 1/2 resolution, where texture is made; each reads the realism w through one shared embedding.
+    g_s itself is not changed, so w = 0 (every block returns its input) is the base decoder."""
+
+    def __init__(self, M: int, N: int, embed_dim: int = 64):
+        super().__init__()
+        self.features = FourierFeatures(8)
+        self.embed = nn.Sequential(
+            nn.Linear(self.features.dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim), nn.SiLU()
+        )
+        self.on_latent = ConditionedResidual(M, embed_dim)
+        # after g_s[1], g_s[3], g_s[5] (its inverse GDNs)
+        self.on_features = nn.ModuleList(
+            nn.ModuleList(ConditionedResidual(N, embed_dim) for _ in range(n)) for n in (1, 1, 2)
+        )
+
+    def forward(self, g_s: nn.Sequential, y_hat: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        e = self.embed(self.features(w))
+        h = self.on_latent(y_hat, e, w)
+        for i, layer in enumerate(g_s):
+            h = layer(h)
+            if i in (1, 3, 5):
+                for block in self.on_features[i // 2]:
+                    h = block(h, e, w)
+        return h
 
 
 class BetaVAEGAN(CompressionModel):
@@ -126,7 +177,71 @@ class BetaVAEGAN(CompressionModel):
             # z gets its own gains (start at 1): its bits would otherwise be the same at every rate
             self.log_hyper_gain = nn.Parameter(torch.zeros(R, hyper_width))
             self.log_hyper_inverse_gain = nn.Parameter(torch.zeros(R, hyper_width))
+        if config.realism:
+            self.realism_decoder = RealismDecoder(M, N)
         self.quality: float | None = None  # runtime setting (see at_quality); not in the weights
+        self.realism: float | None = None  # runtime setting (see at_realism); not in the weights
+
+    # ---- realism ------------------------------------------------------------------------------
+
+    def at_realism(self, realism: float) -> BetaVAEGAN:
+        """A view decoding at realism ``realism`` (0 = faithful, 1 = realistic); files are the same."""
+        if not self.config.realism:
+            raise ValueError("this model has no realism decoder: it decodes at one realism (0)")
+        if not 0 <= realism <= 1:
+            raise ValueError(f"realism must be between 0 and 1, not {realism:g}")
+        return self.view(realism=float(realism))
+
+    def decode_variants(self) -> list[tuple[BetaVAEGAN, str]]:
+        """With a realism decoder: the default (faithful) decode and the realistic end, each a curve."""
+        if not self.config.realism:
+            return [(self, "")]
+        return [(self, ""), (self.at_realism(1.0), "-realism1")]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        if self.config.realism:  # fine-tuning the realism decoder alone keeps the files as they are
+            return list(self.realism_decoder.parameters())
+        return list(self.parameters())
+
+    def coding_state(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
+        return {k: v for k, v in state.items() if not k.startswith("realism_decoder.")}
+
+    def train(self, mode: bool = True) -> BetaVAEGAN:
+        """With a realism decoder the frozen parts run as they code (rounded latents) in training too."""
+        super().train(mode)
+        if self.config.realism:
+            for module in (
+                self.g_a,
+                self.h_a,
+                self.h_s,
+                self.g_s,
+                self.entropy_bottleneck,
+                self.gaussian_conditional,
+            ):
+                module.eval()
+        return self
+
+    def _synthesize(self, y_hat: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """x_hat in [0, 1]-ish from y_hat; ``w`` (B,) the realism per image, None or all 0: g_s alone."""
+        if w is None or not bool((w != 0).any()):
+            return (self.g_s(y_hat) + 1) / 2
+        return (self.realism_decoder(self.g_s, y_hat, w) + 1) / 2
+
+    def _forward_realism(self, n: int, device) -> torch.Tensor | None:
+        """Training: each image its own realism, uniform on [0, 1]; evaluation: the view's, and the
+        realistic end (1) when none was chosen, since that is what training the decoder changes."""
+        if not self.config.realism:
+            return None
+        if self.training:
+            return torch.rand(n, device=device)
+        return torch.full((n,), 1.0 if self.realism is None else self.realism, device=device)
+
+    def _disc_condition(self, y_hat: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator sees y_hat and, with a realism decoder, w as one more channel."""
+        if w is None:
+            return y_hat
+        return torch.cat([y_hat, w[:, None, None, None].expand(-1, 1, *y_hat.shape[-2:])], dim=1)
 
     # ---- rate ---------------------------------------------------------------------------------
 
@@ -170,12 +285,17 @@ class BetaVAEGAN(CompressionModel):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         y = self.g_a(x * 2 - 1)
         z = self.h_a(y)
+        w = self._forward_realism(x.shape[0], x.device)
         if not self.config.rate_levels:
             z_hat, z_likelihoods = self.entropy_bottleneck(z)
             scales, means = self.h_s(z_hat).chunk(2, dim=1)
             y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
-            x_hat = (self.g_s(y_hat) + 1) / 2
-            return ModelOutput(x_hat=x_hat, likelihoods={"y": y_likelihoods, "z": z_likelihoods}, cond=y_hat)
+            return ModelOutput(
+                x_hat=self._synthesize(y_hat, w),
+                likelihoods={"y": y_likelihoods, "z": z_likelihoods},
+                cond=self._disc_condition(y_hat, w),
+                realism=w,
+            )
         # Training: every image its own quality, uniform over the range; evaluation: the view's.
         B = x.shape[0]
         if self.training:
@@ -187,17 +307,18 @@ class BetaVAEGAN(CompressionModel):
         scales, means = self.h_s(z_hat_g * ihg).chunk(2, dim=1)
         y_hat_g, y_likelihoods = self.gaussian_conditional(y * g, scales * g, means * g)
         y_hat = y_hat_g * ig
-        x_hat = (self.g_s(y_hat) + 1) / 2
         return ModelOutput(
-            x_hat=x_hat,
+            x_hat=self._synthesize(y_hat, w),
             likelihoods={"y": y_likelihoods, "z": z_likelihoods},
-            cond=y_hat,
+            cond=self._disc_condition(y_hat, w),
             rate_scale=beta_scale,
             image_weight=beta_scale**-self.config.rate_balance if self.config.rate_balance else None,
+            realism=w,
         )
 
     def build_discriminator(self) -> nn.Module:
-        return ConditionalPatchDiscriminator(self.config.M, self.config.disc_channels)
+        cond_channels = self.config.M + (1 if self.config.realism else 0)
+        return ConditionalPatchDiscriminator(cond_channels, self.config.disc_channels)
 
     # ---- coding -------------------------------------------------------------------------------
 
@@ -262,5 +383,7 @@ class BetaVAEGAN(CompressionModel):
             scales, means = self._entropy_parameters(z_hat * ihg)
             y_hat = self.gaussian_conditional.decompress(y_string, scales * g, means * g) * ig
         param = next(self.g_s.parameters())
-        x_hat = (self.g_s(y_hat.to(param.device, param.dtype)) + 1) / 2
+        y_hat = y_hat.to(param.device, param.dtype)
+        realism = None if not self.realism else torch.full((1,), float(self.realism), device=param.device)
+        x_hat = self._synthesize(y_hat, realism)
         return x_hat[..., :h, :w].clamp(0, 1)

@@ -53,7 +53,8 @@ def model_state(model) -> dict:
         "family": model.family,
         "config": dataclasses.asdict(model.config),
         "model": state,
-        "model_id": torch.tensor(list(model_id(state)), dtype=torch.uint8),
+        "model_id": torch.tensor(list(model_id(model.coding_state())), dtype=torch.uint8),
+        "weights_sha256": state_digest(state),
     }
 
 
@@ -160,11 +161,14 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
             stored = bytes(ckpt["model_id"])
         except (TypeError, ValueError, RuntimeError):
             raise CheckpointError(f"{path}: malformed model identity entry") from None
-        actual = model_id(model.state_dict())
+        actual = model_id(model.coding_state())
         if stored != actual:
             raise CheckpointError(
                 f"{path}: weights were altered (stored identity {stored.hex()}, actual {actual.hex()})"
             )
+        stored_digest = ckpt.get("weights_sha256")  # covers the decode-only modules the identity leaves out
+        if verify and stored_digest is not None and stored_digest != state_digest(model.state_dict()):
+            raise CheckpointError(f"{path}: weights were altered (their sha256 differs from the one stored)")
     model.eval()
     if not model.ready_to_code():
         model.update()

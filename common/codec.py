@@ -248,16 +248,25 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def decompress_bytes(data: bytes, model=None, max_pixels: int | None = None) -> np.ndarray:
+def decompress_bytes(
+    data: bytes, model=None, max_pixels: int | None = None, realism: float | None = None
+) -> np.ndarray:
     """Bytes of a compressed file -> uint8 (H, W, 3). Raises the project's errors, nothing else.
 
     The declared size is checked against ``max_pixels`` (see :func:`common.bitstream.pixel_limit`)
-    before a model is loaded or a stream decoded.
+    before a model is loaded or a stream decoded. ``realism`` (0 = faithful .. 1 = realistic) picks
+    the decode of a model with a realism decoder; None: the model's (or view's) own setting.
     """
     limit = pixel_limit(max_pixels)
     size = read_header(data).size
     _check_declared_size(size, 1, limit)
     model = model_for(data, model)
+    if realism is not None:
+        try:
+            model = model.at_realism(realism)
+        except ValueError as exc:
+            where = f" ({model.checkpoint_path})" if model.checkpoint_path else ""
+            raise VAEGANError(f"--realism: {exc}{where}") from None
     _check_declared_size(size, model.pad_multiple, limit)
     _check_memory(model, size)
     _, compressed = unpack(data)

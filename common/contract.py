@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from common.bitstream import Compressed
-from common.checkpoint import model_id
+from common.checkpoint import model_id, state_digest
 from common.entropy import EntropyModel
 
 
@@ -34,6 +34,9 @@ class ModelOutput:
     rate_scale: torch.Tensor | None = None
     # per-image weight of its distortion and rate terms, shape (B,): balances the rates in one batch
     image_weight: torch.Tensor | None = None
+    # per-image weight of the perceptual and adversarial terms, shape (B,): a realism-conditioned
+    # decoder trains each image at its own realism (None: weight 1 for every image)
+    realism: torch.Tensor | None = None
 
 
 class Discriminator(nn.Module):
@@ -90,6 +93,7 @@ class CompressionModel(nn.Module):
         self._view_settings: dict = {}
         self.coding_layers: int | None = None  # runtime setting (see with_layers); not in the weights
         self._identity: bytes | None = None
+        self._digest: str | None = None
 
     def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -183,6 +187,14 @@ class CompressionModel(nn.Module):
         """A view coding at ``quality`` (variable-rate models only)."""
         raise ValueError(f"this {self.family} model has no continuous quality to choose")
 
+    def at_realism(self, realism: float) -> CompressionModel:
+        """A view decoding at ``realism`` (0 = faithful, 1 = realistic): models with a realism decoder."""
+        raise ValueError(f"this {self.family} model has no realism decoder: it decodes at one realism (0)")
+
+    def decode_variants(self) -> list[tuple[CompressionModel, str]]:
+        """(view, name suffix) per decode-time setting worth its own curve; most models: itself."""
+        return [(self, "")]
+
     def apply_batch_statistics(self, gather=None) -> None:
         """After a step is taken: apply what :class:`BatchStatistics` modules recorded in its forward."""
         for m in self.modules():
@@ -208,8 +220,26 @@ class CompressionModel(nn.Module):
         """Multiplier of each latent's rate in the loss (all 1 unless a family says otherwise)."""
         return {}
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the training loop optimises; the rest stays frozen (all, unless a family fine-tunes a
+        part, e.g. the β realism decoder, trained with the encoder and entropy model fixed)."""
+        return list(self.parameters())
+
+    def coding_state(self) -> dict[str, torch.Tensor]:
+        """The weights a file depends on: the streams it holds and its decode at the default
+        settings. Modules that only a decode-time option uses (the realism decoder) are left out, so
+        adding or retraining them keeps the files, and the identity, of the model they extend."""
+        return self.state_dict()
+
     def identity(self) -> bytes:
-        """8-byte identity written into every file; cached, since a loaded model does not change."""
+        """8-byte identity written into every file (over :meth:`coding_state`); cached, since a
+        loaded model does not change."""
         if self._identity is None or self.training:
-            self._identity = model_id(self.state_dict())
+            self._identity = model_id(self.coding_state())
         return self._identity
+
+    def weights_digest(self) -> str:
+        """sha256 over every weight (what caches of measured outputs key on, with the view settings)."""
+        if self._digest is None or self.training:
+            self._digest = state_digest(self.state_dict())
+        return self._digest

@@ -346,37 +346,49 @@ def summary_line(path: str, summary: dict) -> str:
     return line
 
 
-def checkpoint_points(args, models: list) -> list[tuple[str, object, str]]:
-    """(checkpoint path, model view, name of the point's output folder) per rate point.
+def checkpoint_points(args, models: list) -> list[tuple[str, object, str, str]]:
+    """(checkpoint path, model view, name of the point's output folder, curve suffix) per rate point.
 
     A fixed-rate checkpoint is one point; a variable-rate one is a point per ``--quality`` given, or
-    by default one per whole quality of its range."""
+    by default one per whole quality of its range. Each decode variant (a realism decoder's ends, or
+    the ``--realism`` settings given, where the family's evaluate.py has that flag) has its own points."""
     points = []
     for path, model in zip(args.model_path, models):
-        qualities = args.quality
-        if qualities and model.quality_range() is not None:
-            try:
-                views = [(zoo.at_quality(model, q), f"-q{q:g}") for q in qualities]
-            except VAEGANError as exc:
-                raise VAEGANError(f"{path}: {exc}") from None
-        else:
-            views = model.rate_points()
-        points += [(path, view, Path(path).stem + suffix) for view, suffix in views]
+        realism = getattr(args, "realism", None)
+        try:
+            if realism:
+                variants = [(model.at_realism(w), f"-realism{w:g}") for w in realism]
+            else:
+                variants = model.decode_variants()
+        except ValueError as exc:
+            raise VAEGANError(f"{path}: --realism: {exc}") from None
+        for variant, prefix in variants:
+            qualities = args.quality
+            if qualities and variant.quality_range() is not None:
+                try:
+                    views = [(zoo.at_quality(variant, q), f"-q{q:g}") for q in qualities]
+                except VAEGANError as exc:
+                    raise VAEGANError(f"{path}: {exc}") from None
+            else:
+                views = variant.rate_points()
+            points += [(path, view, Path(path).stem + prefix + suffix, prefix) for view, suffix in views]
     return points
 
 
 def evaluate_main(
     family: str, argv=None, parser: argparse.ArgumentParser | None = None, points_of=checkpoint_points
 ) -> tuple[dict, list]:
-    """``points_of(args, models)`` lists the rate points; a family can give several per checkpoint."""
+    """``points_of(args, models)`` lists the rate points, (path, view, name) or (path, view, name,
+    curve suffix): a family can give several per checkpoint, and points of another decode variant
+    (e.g. realism 1) form a curve of their own, ``<family><suffix>-<dataset>.json``."""
     parser = parser or build_parser(family)
     args = parser.parse_args(argv)
     models = [load_model(path, expect_family=family).to(args.device) for path in args.model_path]
     files = image_files(args.data_dir, args.dataset, args.limit)
     out = Path(args.output_dir)
     lpips_model, fid_reference = perceptual_metrics(args, files)
-    points = []
-    for path, model, name in points_of(args, models):
+    curves: dict[str, list[dict]] = {}
+    for path, model, name, *variant in points_of(args, models):
         summary, _ = evaluate_checkpoint(
             model,
             files,
@@ -387,17 +399,22 @@ def evaluate_main(
         )
         summary["checkpoint"] = str(path)
         summary["point"] = name
-        points.append(summary)
+        curves.setdefault(variant[0] if variant else "", []).append(summary)
         print(summary_line(path, summary))
     dataset = Path(args.dataset).name
-    description = f"{family} on {dataset} ({len(files)} images), real file sizes"
-    if all("fid" in p for p in points):
-        description += f"; FID/KID on {points[0]['num_patches']} patches of 256 px (HiFiC protocol)"
-    result = compressai_json(args.name or family, description, points)
-    ordered = sorted(points, key=lambda p: p["bpp"])
-    result["checkpoints"] = [p["checkpoint"] for p in ordered]
-    result["points"] = [p["point"] for p in ordered]  # output folder of each point
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{family}-{dataset}.json").write_text(json.dumps(result, indent=2))
-    print(f"wrote {out / f'{family}-{dataset}.json'}")
+    results = []
+    for suffix, points in curves.items():
+        description = f"{family}{suffix} on {dataset} ({len(files)} images), real file sizes"
+        if all("fid" in p for p in points):
+            description += f"; FID/KID on {points[0]['num_patches']} patches of 256 px (HiFiC protocol)"
+        result = compressai_json((args.name or family) + suffix, description, points)
+        ordered = sorted(points, key=lambda p: p["bpp"])
+        result["checkpoints"] = [p["checkpoint"] for p in ordered]
+        result["points"] = [p["point"] for p in ordered]  # output folder of each point
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{family}{suffix}-{dataset}.json"
+        target.write_text(json.dumps(result, indent=2))
+        print(f"wrote {target}")
+        results.append(result)
+    result = results[0]
     return result, models

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,43 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+class FourierFeatures(nn.Module):
+    """A scalar in [0, 1] as sines and cosines of fixed frequencies (and itself), for an MLP to read:
+    a bare scalar input makes small MLPs nearly linear in it (Tancik et al. 2020)."""
+
+    def __init__(self, frequencies: int = 8):
+        super().__init__()
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(frequencies, dtype=torch.float32), False)
+        self.dim = 2 * frequencies + 1
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t[:, None].float() * self.freqs
+        return torch.cat([t[:, None].float(), angles.sin(), angles.cos()], dim=1)
+
+
+class ConditionedResidual(nn.Module):
+    """x + w * gate(e) * body(x; e): a residual block modulated by an embedding ``e`` (FiLM inside,
+    a per-channel gate outside) and scaled by ``w`` per image.
+
+    The gate starts at zero (adaLN-Zero, Peebles & Xie 2023), so a block added to a trained network
+    changes nothing until it learns to; ``w = 0`` returns x exactly, bit for bit."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(embed_dim, 2 * channels)
+        self.gate = nn.Linear(embed_dim, channels)
+        for layer in (self.film, self.gate):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(e)[..., None, None].chunk(2, dim=1)
+        h = F.leaky_relu(self.conv1(x) * (1 + scale) + shift, 0.2)
+        return x + (w[:, None] * self.gate(e))[..., None, None] * self.conv2(h)
 
 
 class SelfAttention2d(nn.Module):

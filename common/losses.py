@@ -58,10 +58,16 @@ def adaptive_weight(
     return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
 
 
-def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+def feature_matching_loss(
+    real: list[torch.Tensor], fake: list[torch.Tensor], weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over layers of the L1 distance between discriminator activations of x and x_hat.
 
     The perceptual term of pix2pixHD (Wang et al. 2018), used by HiFiC-style training when no
-    ImageNet network is available. ``real`` are targets: no gradient flows into them.
+    ImageNet network is available. ``real`` are targets: no gradient flows into them. ``weights``
+    (B,) weigh each image (a realism-conditioned decoder's realism); None: the plain mean.
     """
-    return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)
+    if weights is None:
+        return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)
+    per_image = sum((f - r.detach()).abs().flatten(1).mean(1) for r, f in zip(real, fake)) / len(real)
+    return (per_image * weights.to(per_image.dtype)).mean()

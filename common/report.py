@@ -4,8 +4,10 @@
 
 1. image set (:func:`resolve_files`): ``--dataset`` under ``--data_dir``, or scikit-image's sample
    photos when it is missing;
-2. one curve per family (:func:`model_curve`): every rate point of every checkpoint evaluated with real
-   files by :func:`common.evaluation.evaluate_checkpoint`, cached per point (identity + view settings);
+2. one curve per family and decode variant (:func:`model_curves`; e.g. the β realism decoder's
+   realistic end is a curve of its own): every rate point of every checkpoint evaluated with real
+   files by :func:`common.evaluation.evaluate_checkpoint`, cached per point (identity + view settings,
+   and all weights when decode-only modules are outside the identity);
 3. one curve per classical codec (:func:`common.baselines.sweep_cached`), plus ``--results`` JSONs;
 4. figures (:mod:`common.plots`), BD tables (:func:`common.rd.bd_rows`), side-by-side crops at the
    bitrate closest to ``--target_bpp`` per image (:func:`side_by_sides`), ``report.html``
@@ -209,12 +211,13 @@ def load_families(args) -> tuple[dict[str, list[tuple[Path, object]]], list[str]
     return models, notes
 
 
-def rate_points(path: Path, model) -> list[tuple[object, str]]:
+def rate_points(path: Path, model, variant: str = "") -> list[tuple[object, str]]:
     """(model view, point name) per rate point the checkpoint offers (``CompressionModel.rate_points``).
 
-    VQ names match ``vq_vae_gan/evaluate.py --stages``: ``<stem>-stages<k>``.
+    VQ names match ``vq_vae_gan/evaluate.py --stages``: ``<stem>-stages<k>``; a decode variant's
+    name goes after the stem (``<stem>-realism1-q3``).
     """
-    return [(view, path.stem + suffix) for view, suffix in model.rate_points()]
+    return [(view, path.stem + variant + suffix) for view, suffix in model.rate_points()]
 
 
 def load_results_file(path: str) -> dict:
@@ -244,6 +247,36 @@ def metrics_signature(lpips_model, fid_reference) -> dict:
     return {"lpips": lp, "fid": None if fid_reference is None else fid_reference.patch_size}
 
 
+def point_identity(view) -> dict:
+    """What a measured point depends on: the model identity and view settings, and every weight
+    when some (decode-only modules, e.g. a realism decoder) are outside the identity."""
+    key = {"model_id": view.identity().hex(), "settings": view.view_settings()}
+    if len(view.coding_state()) != len(view.state_dict()):
+        key["weights"] = view.weights_digest()
+    return key
+
+
+def model_curves(
+    family: str,
+    checkpoints: list[tuple[Path, object]],
+    files: list[Path],
+    cache: Path,
+    lpips_model,
+    fid_reference,
+    progress: bool,
+) -> list[dict]:
+    """A family's curves: one per decode variant its checkpoints offer (``decode_variants``: the
+    default decode, and e.g. the β realism decoder's realistic end as ``<family>-realism1``)."""
+    variants: dict[str, list[tuple[Path, object]]] = {}
+    for path, model in checkpoints:
+        for view, suffix in model.decode_variants():
+            variants.setdefault(suffix, []).append((path, view))
+    return [
+        model_curve(family, views, files, cache, lpips_model, fid_reference, progress, suffix)
+        for suffix, views in variants.items()
+    ]
+
+
 def model_curve(
     family: str,
     checkpoints: list[tuple[Path, object]],
@@ -252,16 +285,16 @@ def model_curve(
     lpips_model,
     fid_reference,
     progress: bool,
+    variant: str = "",
 ) -> dict:
     """A family's CompressAI curve; each point evaluated once per (model identity, stages, files, metrics)."""
     points = []
     for path, model in checkpoints:
-        for view, name in rate_points(path, model):
+        for view, name in rate_points(path, model, variant):
             key = digest(
                 {
                     "version": CACHE_VERSION,
-                    "model_id": view.identity().hex(),
-                    "settings": view.view_settings(),
+                    **point_identity(view),
                     "files": file_fingerprints(files),
                     "metrics": metrics_signature(lpips_model, fid_reference),
                 }
@@ -284,12 +317,13 @@ def model_curve(
                 summary |= {"checkpoint": str(path), "point": name}
                 write_json(done, summary)
             points.append(summary | {"checkpoint": str(path), "point": name, "dir": str(folder)})
-    description = f"{family}, {len(checkpoints)} checkpoint(s), {len(files)} images, real file sizes"
-    curve = compressai_json(family, description, points)
+    name = family + variant
+    description = f"{name}, {len(checkpoints)} checkpoint(s), {len(files)} images, real file sizes"
+    curve = compressai_json(name, description, points)
     ordered = sorted(points, key=lambda p: p["bpp"])
     curve |= {
         "kind": "model",
-        "id": family,
+        "id": name,
         "checkpoints": [p["checkpoint"] for p in ordered],
         "points": [p["point"] for p in ordered],
         "point_dirs": [p["dir"] for p in ordered],
@@ -311,6 +345,7 @@ def model_point_at(curve: dict, image_path: Path, target: float) -> dict:
             "bpp": float(row["bpp"]),
             "psnr-rgb": float(row["psnr-rgb"]),
             "reconstruction": str(Path(folder) / "reconstructions" / f"{image_path.stem}.png"),
+            "bitstream": str(Path(folder) / "bitstreams" / f"{image_path.stem}.vgan"),
         }
         if best is None or abs(cand["bpp"] - target) < abs(best["bpp"] - target):
             best = cand

@@ -7,8 +7,10 @@ images; nothing here measures anything.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -42,7 +44,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.wide{max-width:100%;border:1px solid #eee}
 .slider{position:relative;display:inline-block;max-width:100%;line-height:0;user-select:none}
 .slider img{max-width:100%;display:block}
-.slider img.recon{position:absolute;top:0;left:0;width:100%;height:100%;clip-path:inset(0 0 0 50%)}
+.slider img.recon{position:absolute;top:0;left:0;width:100%;height:100%}
 .slider .bar{position:absolute;top:0;bottom:0;left:50%;width:2px;background:#ff0;pointer-events:none}
 .slider .tag{position:absolute;top:4px;padding:2px 6px;background:rgba(0,0,0,.6);color:#fff;
  font-size:12px;line-height:1.4}
@@ -52,15 +54,29 @@ img.wide{max-width:100%;border:1px solid #eee}
 
 JS = """
 function setSplit(box, v){
-  box.querySelectorAll('img.recon').forEach(function(i){i.style.clipPath='inset(0 0 0 '+v+'%)';});
+  box.dataset.split=v;
+  box.querySelectorAll('img').forEach(function(i){
+    i.style.clipPath=i.classList.contains('right')?'inset(0 0 0 '+v+'%)':'none';});
   box.querySelector('.bar').style.left=v+'%';
 }
-function choose(sel){
-  var box=document.getElementById(sel.dataset.target);
-  box.querySelectorAll('img.recon').forEach(function(i){i.style.display=(i.dataset.key===sel.value)?'':'none';});
-  var opt=sel.options[sel.selectedIndex];box.querySelector('.tag.right').textContent=opt.text;
+function choose(box){
+  /* left side: the original or any reconstruction; right side: any reconstruction, drawn over it */
+  var l=document.querySelector('select.left[data-target="'+box.id+'"]');
+  var r=document.querySelector('select.codec[data-target="'+box.id+'"]');
+  box.querySelectorAll('img').forEach(function(i){
+    var k=i.dataset.key, isRight=(k===r.value), isLeft=(k===l.value)&&!isRight;
+    i.classList.toggle('right',isRight&&l.value!==r.value);
+    i.style.zIndex=isRight?2:1;
+    if(k==='orig'){i.style.visibility=(isLeft||isRight)?'':'hidden';}
+    else{i.style.display=(isLeft||isRight)?'':'none';}
+  });
+  box.querySelector('.tag.left').textContent=l.options[l.selectedIndex].text;
+  box.querySelector('.tag.right').textContent=r.options[r.selectedIndex].text;
+  setSplit(box, box.dataset.split||50);
 }
-document.querySelectorAll('select.codec').forEach(function(s){s.addEventListener('change',function(){choose(s);});choose(s);});
+document.querySelectorAll('select.codec, select.left').forEach(function(s){
+  var box=document.getElementById(s.dataset.target);
+  s.addEventListener('change',function(){choose(box);});choose(box);});
 document.querySelectorAll('input.split').forEach(function(r){
   var box=document.getElementById(r.dataset.target);
   r.addEventListener('input',function(){setSplit(box,r.value);});setSplit(box,r.value);
@@ -116,23 +132,37 @@ def curves_table(curves: list[dict]) -> str:
     )
 
 
-def slider_html(index: int, image_name: str, original: bytes, recons: list[tuple[str, str, bytes]]) -> str:
-    """Original on the left, the chosen reconstruction on the right of a draggable split."""
+def slider_html(
+    index: int,
+    image_name: str,
+    original: bytes,
+    recons: list[tuple[str, str, bytes]],
+    pair: tuple[int, int] | None = None,
+) -> str:
+    """Two images either side of a draggable split: the original (or any reconstruction, e.g. the
+    same file decoded at another realism) on the left, the chosen reconstruction on the right."""
     box = f"slider{index}"
-    options = "".join(
-        f'<option value="k{j}">{html.escape(label)}</option>' for j, (label, _, _) in enumerate(recons)
-    )
+    left, right = pair if pair else (None, 0)
+
+    def options(chosen):
+        return "".join(
+            f'<option value="k{j}"{" selected" if j == chosen else ""}>{html.escape(label)}</option>'
+            for j, (label, _, _) in enumerate(recons)
+        )
+
     layers = "".join(
         f'<img class="recon" data-key="k{j}" alt="{html.escape(label)}" src="{data_uri(png, "image/png")}">'
         for j, (label, _, png) in enumerate(recons)
     )
     return (
         f"<h3>{html.escape(image_name)}</h3>"
-        f'<div class="controls">reconstruction: <select class="codec" data-target="{box}">{options}</select> '
+        f'<div class="controls">left: <select class="left" data-target="{box}">'
+        f'<option value="orig">original</option>{options(left)}</select> '
+        f'right: <select class="codec" data-target="{box}">{options(right)}</select> '
         f'split: <input class="split" type="range" min="0" max="100" value="50" data-target="{box}"></div>'
-        f'<div class="slider" id="{box}"><img class="orig" alt="original {html.escape(image_name)}" '
+        f'<div class="slider" id="{box}"><img class="orig" data-key="orig" alt="original {html.escape(image_name)}" '
         f'src="{data_uri(original, "image/png")}">{layers}<div class="bar"></div>'
-        '<span class="tag" style="left:4px">original</span><span class="tag right" style="right:4px"></span></div>'
+        '<span class="tag left" style="left:4px">original</span><span class="tag right" style="right:4px"></span></div>'
     )
 
 
@@ -206,15 +236,35 @@ def slider_sections(slider_sets: list) -> tuple[list[str], str, str]:
                 )
                 for p, r in recon
             ]
-            out.append((name, png_bytes(plots.crop(image, box)), items))
+            out.append(
+                (name, png_bytes(plots.crop(image, box)), items, same_file_pair([p for p, _ in recon]))
+            )
         return out
 
     mode, sets = "full", encoded(lambda image: (0, 0, *image.shape[:2]))
-    if sum(len(o) + sum(len(i[2]) for i in items) for _, o, items in sets) > SLIDER_BUDGET_BYTES:
+    if sum(len(o) + sum(len(i[2]) for i in items) for _, o, items, _ in sets) > SLIDER_BUDGET_BYTES:
         mode, sets = "crops", encoded(lambda image: plots.detail_box(image, 512))
     note = {
-        "full": "Full images as lossless PNG. Drag the split: original on the left, reconstruction on the right.",
+        "full": "Full images as lossless PNG. Drag the split: original (or the reconstruction chosen as "
+        "left) on the left, reconstruction on the right.",
         "crops": "Full images would make this file too large, so each slider shows the most detailed 512 px "
-        "square, as lossless PNG. Drag the split: original on the left, reconstruction on the right.",
+        "square, as lossless PNG. Drag the split: original (or the reconstruction chosen as left) on the "
+        "left, reconstruction on the right.",
     }[mode]
-    return [slider_html(i, name, orig, items) for i, (name, orig, items) in enumerate(sets)], note, mode
+    sliders = [slider_html(i, name, orig, items, pair) for i, (name, orig, items, pair) in enumerate(sets)]
+    return sliders, note, mode
+
+
+def same_file_pair(points: list[dict]) -> tuple[int, int] | None:
+    """The first two points decoded from byte-identical files (one file at two decode-time settings,
+    e.g. realism 0 and 1): the slider opens with them either side. None when no file is shared."""
+    seen = {}
+    for j, p in enumerate(points):
+        path = p.get("bitstream")
+        if not path or not Path(path).is_file():
+            continue
+        key = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if key in seen:
+            return seen[key], j
+        seen[key] = j
+    return None

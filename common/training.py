@@ -3,11 +3,14 @@
 Loss (per image, rates in bits per pixel)::
 
     L_G = lambda_d * (D(x, x_hat) + sum_j v_j D(x, x_hat_j)) + beta * sum_k w_k R_k
-          + lambda_adv * L_adv + lambda_perc * L_perc + extra
+          + omega * (lambda_adv * L_adv + lambda_perc * L_perc) + extra
     D   = 255^2 * MSE   (or 1 - MS-SSIM)        R_k = -log2 p(y_k~) / pixels
     L_perc = LPIPS-alex(x_hat, x), or without its ImageNet weights (``--perceptual auto``) the
              discriminator feature-matching L1 of pix2pixHD/HiFiC, active while the discriminator trains
     x_hat_j, v_j: extra reconstructions a family asks to be scored (ModelOutput.extra_reconstructions)
+    omega: per image, a realism-conditioned decoder's realism (ModelOutput.realism); else 1
+    Only ``model.trainable_parameters()`` learn; a model that trains a part (the β realism decoder)
+    must start from a trained one (--init_from).
 
 With the default ``lambda_d = 0.0067``, ``beta = 1`` is CompressAI's quality-3 trade-off; larger
 beta means fewer bits. The generator step and the discriminator step are two visible blocks; the
@@ -213,7 +216,18 @@ class Trainer:
             self.disc.to(memory_format=torch.channels_last)
         if self.dist.rank > 0:  # same initial weights, then an own noise stream per rank
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank))
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.trainable = self.model.trainable_parameters()
+        if len(self.trainable) < len(list(self.model.parameters())):
+            # a family fine-tuning one part (the β realism decoder): the rest is frozen, and must be trained
+            if not (cfg.init_from or cfg.resume):
+                raise VAEGANError(
+                    f"this {model_cls.family} model trains only a part of its weights on top of a trained "
+                    "model: start it from one with --init_from CHECKPOINT"
+                )
+            self.model.requires_grad_(False)
+            for p in self.trainable:
+                p.requires_grad_(True)
+        self.opt_g = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
         self.train_set = CropDataset([resolve_set(cfg.data_dir, s) for s in cfg.train_sets], cfg.patch_size)
         self.val_set = CropDataset(
@@ -428,13 +442,16 @@ class Trainer:
             missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
             if unexpected:
                 raise RuntimeError(f"unexpected {unexpected}")
-            if "disc" in ckpt:
-                self.disc.load_state_dict(ckpt["disc"])
         except RuntimeError:
             raise CheckpointError(
                 f"--init_from {path}: its weights do not fit the model the flags describe "
                 f"(checkpoint vs flags: {diff})"
             ) from None
+        if "disc" in ckpt:
+            try:
+                self.disc.load_state_dict(ckpt["disc"])
+            except RuntimeError:  # another width or condition (e.g. a realism decoder's): start it afresh
+                self._print("--init_from: the checkpoint's discriminator does not fit; it starts fresh")
         if diff:
             self._print(f"--init_from: model settings changed from the checkpoint's: {diff}")
         if missing:
@@ -482,7 +499,7 @@ class Trainer:
                     fake_logits = fake_features[-1]
                 else:
                     fake_logits = self.disc(out.x_hat, out.cond)
-            g_adv = -fake_logits.float().mean()
+            g_adv = per_image_mean(-fake_logits.float(), out.realism)
             weight = 1.0
             layer = self.model.adaptive_weight_layer()
             if layer is not None:  # the model asks for VQGAN's balance
@@ -502,14 +519,15 @@ class Trainer:
         return loss, logs
 
     def perceptual_loss(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
-        """LPIPS(x_hat, x); or, while the discriminator trains, L1 between its features of x and x_hat; or None."""
+        """LPIPS(x_hat, x) (each image weighted by its ``out.realism``); or, while the discriminator
+        trains, L1 between its features of x and x_hat; or None."""
         if self.perceptual_backend == "lpips-alex":
-            return self.perceptual(out.x_hat.float() * 2 - 1, x * 2 - 1).mean()
+            return per_image_mean(self.perceptual(out.x_hat.float() * 2 - 1, x * 2 - 1), out.realism)
         if self.perceptual_backend == "disc-feature-matching" and fake_features is not None:
             with torch.no_grad(), self._autocast():
                 real_features = self.disc.features(x, out.cond)
             return feature_matching_loss(
-                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]]
+                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]], out.realism
             )
         return None
 
@@ -549,7 +567,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad)
         self.opt_g.step()
         self.model.apply_batch_statistics(distributed.batch_gather(self.dist))
         self.disc.requires_grad_(True)
@@ -591,11 +609,18 @@ class Trainer:
             scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
             for x_other, weight in out.extra_reconstructions.values():
                 dist = dist + weight * distortion(x, x_other.clamp(0, 1), self.cfg.distortion)
+            loss = float(self.lambda_d * dist + self.cfg.beta * scale * weighted)
+            extra = {}
+            if self.perceptual_backend == "lpips-alex":  # the training loss's perceptual term too
+                per_image = self.perceptual(x_hat * 2 - 1, x * 2 - 1)
+                loss += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
+                extra["lpips"] = float(per_image.mean())
             row = {
-                "loss": float(self.lambda_d * dist + self.cfg.beta * scale * weighted),
+                "loss": loss,
                 "bpp": bpp,
                 "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
                 **{f"bpp_{k}": float(v) for k, v in rates.items()},
+                **extra,
             }
             for k, v in row.items():
                 totals[k] = totals.get(k, 0.0) + v / n
@@ -768,6 +793,13 @@ class Trainer:
             lock.release()
             self._lock = None
         self.dist.close(wait)
+
+
+def per_image_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (B, ...) with image b weighted by ``weights[b]`` (None: plain mean)."""
+    if weights is None:
+        return values.mean()
+    return (values.flatten(1).mean(1) * weights.to(values.dtype)).mean()
 
 
 def _main_thread() -> bool:

@@ -1,7 +1,7 @@
 """Compress images to files and back with any family's checkpoint.
 
     python scripts/codec.py compress IN OUT [--model_path P | --family F] [--quality Q | --bpp B]
-    python scripts/codec.py decompress IN OUT [--model_path P]
+    python scripts/codec.py decompress IN OUT [--model_path P] [--realism W]
 
 IN may be a folder: every image (or .vgan file) in it is processed, a bad one is reported and the
 rest carry on (exit code 1 if any failed). ``decompress`` finds the family, and the shipped
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
         "--quality",
         type=float,
         default=None,
-        help="rate, 1 = lowest: any number in the range of a variable-rate model (written in the file), "
-        "else a shipped rate point: beta_vae_gan 1-5 (its checkpoints), vq_vae_gan 1-3 (residual stages "
+        help="rate, 1 = lowest: any number in the range of a variable-rate model (written in the file; "
+        "the shipped beta_vae_gan takes 1-8), else a shipped rate point: vq_vae_gan 1-3 (residual stages "
         "of one checkpoint), hierarchical_vae_gan 1-3 (default: the middle one)",
     )
     c.add_argument(
@@ -149,6 +149,13 @@ def main(argv=None) -> int:
         default=None,
         help="target bits per pixel: a variable-rate model searches, per image, the quality whose file "
         f"is within {RATE_TOLERANCE:.0%} of it (or the nearest rate it reaches, said so)",
+    )
+    d.add_argument(
+        "--realism",
+        type=float,
+        default=None,
+        help="decode with a realism decoder (the shipped beta_vae_gan has one): 0 = faithful, the "
+        "lowest distortion (default), 1 = realistic texture, any value between; the file is the same",
     )
     args = parser.parse_args(argv)
 
@@ -183,7 +190,8 @@ def main(argv=None) -> int:
                 msg = f"{src} -> {dst}: {len(data)} bytes, {file_bpp(len(data), h, w):.4f} bpp"
                 msg += "".join(f" [{n}]" for n in notes)
             else:
-                image = decompress_bytes(read_compressed(src), model, max_pixels=args.max_pixels)
+                data = read_compressed(src)
+                image = decompress_bytes(data, model, max_pixels=args.max_pixels, realism=args.realism)
                 _make_folder(dst.parent)
                 atomic_write(dst, _png_bytes(image, dst))
                 msg = f"{src} -> {dst}: {image.shape[1]}x{image.shape[0]}"

@@ -189,7 +189,7 @@ def test_evaluation_points_follow_quality_and_refuse_one_out_of_range(variable_p
 
     model = load_model(variable_path)
     args = argparse.Namespace(model_path=[str(variable_path)], quality=[1, 2.5])
-    assert [name for _, _, name in checkpoint_points(args, [model])] == [
+    assert [name for _, _, name, _ in checkpoint_points(args, [model])] == [
         "tiny_variable-q1",
         "tiny_variable-q2.5",
     ]

@@ -174,3 +174,86 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
         model.update()
     model.checkpoint_path = str(path)
     return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Training checkpoints: the model part above, plus what an exact resume needs
+
+
+def training_state(model, disc, opt_g, opt_d, train_config: dict, progress: dict) -> dict:
+    """A training checkpoint: :func:`model_state`, the discriminator, both optimizers, the run's
+    flags, and ``progress`` (step, epoch, position in the epoch, best validation loss, RNG streams)."""
+    return model_state(model) | {
+        "train_config": train_config,
+        "disc": disc.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        **progress,
+    }
+
+
+def config_differences(model, ckpt: dict, path) -> dict:
+    """``{field: (checkpoint, model)}`` where the checkpoint's model config differs from ``model``'s.
+
+    Fields a checkpoint predates count at their defaults, so a run resumes under newer code."""
+    if ckpt["family"] != model.family:
+        raise CheckpointError(f"{path} holds a {ckpt['family']} model; this script trains {model.family}")
+    given = dataclasses.asdict(model.config)
+    saved = dataclasses.asdict(type(model.config)()) | dict(ckpt["config"])
+    return {
+        k: (saved.get(k), given.get(k))
+        for k in sorted(set(saved) | set(given))
+        if saved.get(k) != given.get(k)
+    }
+
+
+def restore_training(path: Path, model, disc, opt_g, opt_d) -> dict:
+    """Load a training checkpoint into the run's modules and optimizers; returns it (progress, RNG).
+
+    A resumed run is the same run: a checkpoint of another model config is refused."""
+    if not path.exists():
+        raise CheckpointError(f"--resume: no checkpoint at {path}")
+    ckpt = read_checkpoint(path)
+    diff = config_differences(model, ckpt, path)
+    if diff:
+        raise CheckpointError(
+            f"{path}: model config differs from the flags given (checkpoint vs flags: {diff}); "
+            "resume with the run's own flags, or start a new run from it with --init_from"
+        )
+    if "opt_g" not in ckpt:
+        raise CheckpointError(f"{path} has no optimizer state (a released model, not a training checkpoint)")
+    model.load_state_dict(ckpt["model"])
+    disc.load_state_dict(ckpt["disc"])
+    opt_g.load_state_dict(ckpt["opt_g"])
+    opt_d.load_state_dict(ckpt["opt_d"])
+    return ckpt
+
+
+def init_weights(path: Path, model, disc, say=print) -> None:
+    """``--init_from``: a checkpoint's weights, fresh optimizers and step (fine-tuning).
+
+    Settings that leave the weights' shapes alone may differ (said); parameters the checkpoint lacks
+    (e.g. the gains that turn a fixed-rate model into a variable-rate one, a realism decoder) keep
+    their initial values and are named; anything else must fit. A discriminator that does not fit
+    (another width or condition) starts afresh."""
+    ckpt = read_checkpoint(path)
+    diff = config_differences(model, ckpt, path)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        if unexpected:
+            raise RuntimeError(f"unexpected {unexpected}")
+    except RuntimeError:
+        raise CheckpointError(
+            f"--init_from {path}: its weights do not fit the model the flags describe "
+            f"(checkpoint vs flags: {diff})"
+        ) from None
+    if "disc" in ckpt:
+        try:
+            disc.load_state_dict(ckpt["disc"])
+        except RuntimeError:
+            say("--init_from: the checkpoint's discriminator does not fit; it starts fresh")
+    if diff:
+        say(f"--init_from: model settings changed from the checkpoint's: {diff}")
+    if missing:
+        say(f"--init_from: not in the checkpoint, so initialised fresh: {', '.join(missing)}")
+    say(f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh")

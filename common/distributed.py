@@ -163,3 +163,41 @@ def all_reduce_mean(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
 def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     """Seed of rank r > 0's noise stream (rank 0 keeps the one-process stream)."""
     return (seed * 1_000_003 + rank * 7_919 + step * 104_729) & 0x7FFF_FFFF_FFFF
+
+
+def rng_states(env: DistEnv, device: torch.device) -> dict:
+    """The random streams a checkpoint keeps for an exact resume: rank 0's (the one-process stream)
+    and, under torchrun, every rank's. Collective: every rank calls it at the same step."""
+    cuda = device.type == "cuda"
+    ranks = env.gather_objects((torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None))
+    state = {
+        "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if env.enabled:
+        state["rng_torch_ranks"] = [r[0] for r in ranks]
+        state["rng_cuda_ranks"] = [r[1] for r in ranks] if cuda else []
+    return state
+
+
+def restore_rng(ckpt: dict, env: DistEnv, device: torch.device, seed: int, step: int) -> None:
+    """Rank r restores its own stream if the checkpoint has one; otherwise rank 0 keeps rank 0's
+    (the one-process stream) and the others start a fresh stream keyed by (seed, rank, step)."""
+    rank, cuda = env.rank, device.type == "cuda"
+    per_rank = ckpt.get("rng_torch_ranks") or []
+    if len(per_rank) == env.world_size and env.enabled:
+        torch.set_rng_state(per_rank[rank])
+        cuda_ranks = ckpt.get("rng_cuda_ranks") or []
+        if cuda and len(cuda_ranks) == env.world_size and cuda_ranks[rank] is not None:
+            torch.cuda.set_rng_state(cuda_ranks[rank], device)
+        return
+    if rank == 0:
+        torch.set_rng_state(ckpt["rng_torch"])
+        if cuda and ckpt.get("rng_cuda"):
+            states = ckpt["rng_cuda"]
+            if env.enabled:
+                torch.cuda.set_rng_state(states[0], device)
+            elif len(states) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states)
+    else:
+        torch.manual_seed(rank_seed(seed, rank, step))

@@ -41,14 +41,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import distributed
-from common.checkpoint import atomic_save, model_state, read_checkpoint
+from common.checkpoint import atomic_save, init_weights, restore_training, training_state
 from common.cli import (  # noqa: F401 - run_cli re-exported for older imports
     HelpFormatter,
     option,
     run_cli,
 )
 from common.datasets import CropDataset, EpochBatches, resolve_set
-from common.errors import CheckpointError, VAEGANError
+from common.errors import VAEGANError
 from common.losses import (
     adaptive_weight,
     distortion,
@@ -247,7 +247,7 @@ class Trainer:
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
-            self._init_from(Path(cfg.init_from))
+            init_weights(Path(cfg.init_from), self.model, self.disc, self._print)
         self._wrap_for_training()
 
     def _holds_a_run(self) -> bool:
@@ -324,32 +324,18 @@ class Trainer:
 
     def _state(self) -> dict:
         """The checkpoint (rank 0; {} elsewhere). Collective: every rank must call it at the same step."""
-        cuda = torch.cuda.is_available()
-        rng_ranks = self.dist.gather_objects(
-            (
-                torch.get_rng_state(),
-                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            )
-        )
+        rng = distributed.rng_states(self.dist, self.device)  # collective
         if not self.is_main:
             return {}
-        state = model_state(self.model) | {
-            "train_config": asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend},
-            "disc": self.disc.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+        progress = {
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "best_val": self.best_val,
-            "rng_torch": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if cuda else [],
             "world_size": self.dist.world_size,
         }
-        if self.dist.enabled:  # each rank's noise stream, for an exact resume on as many processes
-            state["rng_torch_ranks"] = [r[0] for r in rng_ranks]
-            state["rng_cuda_ranks"] = [r[1] for r in rng_ranks] if self.device.type == "cuda" else []
-        return state
+        train_config = asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend}
+        return training_state(self.model, self.disc, self.opt_g, self.opt_d, train_config, progress | rng)
 
     def save(self, name: str, state: dict | None = None) -> dict:
         """Rank 0 writes atomically; the others wait, so no rank runs ahead of a checkpoint."""
@@ -359,41 +345,8 @@ class Trainer:
         self.dist.barrier()
         return state
 
-    def _check_family(self, ckpt: dict, path: Path) -> dict:
-        """The differences between the checkpoint's model config and the flags' (``{field: (ckpt, flags)}``).
-
-        Fields a checkpoint predates count at their defaults, so a run resumes under newer code.
-        """
-        if ckpt["family"] != self.model.family:
-            raise CheckpointError(
-                f"{path} holds a {ckpt['family']} model; this script trains {self.model.family}"
-            )
-        given = asdict(self.model.config)
-        saved = asdict(type(self.model.config)()) | dict(ckpt["config"])
-        return {
-            k: (saved.get(k), given.get(k))
-            for k in sorted(set(saved) | set(given))
-            if saved.get(k) != given.get(k)
-        }
-
     def _resume(self, path: Path) -> None:
-        if not path.exists():
-            raise CheckpointError(f"--resume: no checkpoint at {path}")
-        ckpt = read_checkpoint(path)
-        diff = self._check_family(ckpt, path)
-        if diff:  # a resumed run is the same run
-            raise CheckpointError(
-                f"{path}: model config differs from the flags given (checkpoint vs flags: {diff}); "
-                "resume with the run's own flags, or start a new run from it with --init_from"
-            )
-        if "opt_g" not in ckpt:
-            raise CheckpointError(
-                f"{path} has no optimizer state (a released model, not a training checkpoint)"
-            )
-        self.model.load_state_dict(ckpt["model"])
-        self.disc.load_state_dict(ckpt["disc"])
-        self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.opt_d.load_state_dict(ckpt["opt_d"])
+        ckpt = restore_training(path, self.model, self.disc, self.opt_g, self.opt_d)
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.best_val = float(ckpt["best_val"])
@@ -402,7 +355,7 @@ class Trainer:
             self._print(
                 f"note: perceptual loss was {before} before this resume, now {self.perceptual_backend}"
             )
-        self._restore_rng(ckpt)
+        distributed.restore_rng(ckpt, self.dist, self.device, self.cfg.seed, self.step)
         saved_world = int(ckpt.get("world_size", 1))
         if saved_world != self.dist.world_size:
             self._print(
@@ -410,55 +363,6 @@ class Trainer:
                 f"(global batch {self.cfg.batch_size} unchanged)"
             )
         self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
-
-    def _restore_rng(self, ckpt: dict) -> None:
-        """Rank r restores its own stream if the checkpoint has one; otherwise rank 0 keeps rank 0's
-        (the one-process stream) and the others start a fresh stream keyed by (seed, rank, step)."""
-        rank, cuda = self.dist.rank, self.device.type == "cuda"
-        per_rank = ckpt.get("rng_torch_ranks") or []
-        if len(per_rank) == self.dist.world_size and self.dist.enabled:
-            torch.set_rng_state(per_rank[rank])
-            cuda_ranks = ckpt.get("rng_cuda_ranks") or []
-            if cuda and len(cuda_ranks) == self.dist.world_size and cuda_ranks[rank] is not None:
-                torch.cuda.set_rng_state(cuda_ranks[rank], self.device)
-            return
-        if rank == 0:
-            torch.set_rng_state(ckpt["rng_torch"])
-            if cuda and ckpt.get("rng_cuda"):
-                states = ckpt["rng_cuda"]
-                if self.dist.enabled:
-                    torch.cuda.set_rng_state(states[0], self.device)
-                elif len(states) == torch.cuda.device_count():
-                    torch.cuda.set_rng_state_all(states)
-        else:
-            torch.manual_seed(distributed.rank_seed(self.cfg.seed, rank, self.step))
-
-    def _init_from(self, path: Path) -> None:
-        ckpt = read_checkpoint(path)
-        diff = self._check_family(ckpt, path)  # settings that leave the weights' shapes alone may change
-        try:
-            # Parameters the checkpoint lacks (e.g. the gains that turn a fixed-rate model into a
-            # variable-rate one) keep their initial values, and are named; anything else must fit.
-            missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
-            if unexpected:
-                raise RuntimeError(f"unexpected {unexpected}")
-        except RuntimeError:
-            raise CheckpointError(
-                f"--init_from {path}: its weights do not fit the model the flags describe "
-                f"(checkpoint vs flags: {diff})"
-            ) from None
-        if "disc" in ckpt:
-            try:
-                self.disc.load_state_dict(ckpt["disc"])
-            except RuntimeError:  # another width or condition (e.g. a realism decoder's): start it afresh
-                self._print("--init_from: the checkpoint's discriminator does not fit; it starts fresh")
-        if diff:
-            self._print(f"--init_from: model settings changed from the checkpoint's: {diff}")
-        if missing:
-            self._print(f"--init_from: not in the checkpoint, so initialised fresh: {', '.join(missing)}")
-        self._print(
-            f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh"
-        )
 
     # ---- one step -----------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ from common.layers import (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class BetaVAEGANConfig:
     N: int = option(128, "channels inside the transforms")
     M: int = option(192, "channels of the latent y")

@@ -63,7 +63,7 @@ AMP_CHOICES = ("none", "bf16")
 PERCEPTUAL_CHOICES = ("auto", "lpips", "feature_matching")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = option("./output", "run folder: checkpoints/, logs/, samples/")
     data_dir: str = option("../data", "root of the image folders named by --train_sets and --val_sets")
@@ -121,6 +121,33 @@ class TrainConfig:
     channels_last: bool = option(False, "NHWC memory layout (faster convolutions on recent GPUs)")
     compile: bool = option(False, "torch.compile the training forward passes")
 
+    def __post_init__(self):
+        """Validated on creation: a run never starts on settings it would fail on later."""
+        for name, allowed in (
+            ("distortion", DEFAULT_DISTORTION_WEIGHT),
+            ("amp", AMP_CHOICES),
+            ("perceptual", PERCEPTUAL_CHOICES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("batch_size", "patch_size", "val_images", "save_every", "log_every", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("epochs", "max_steps", "val_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1, not {value}")
+        for name in ("lr", "disc_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be positive, not {getattr(self, name)}")
+        for name in ("beta", "lambda_adv", "lambda_perceptual", "clip_grad", "warmup_steps", "disc_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must not be negative, not {getattr(self, name)}")
+        if self.distortion_weight is not None and not self.distortion_weight > 0:
+            raise ValueError(f"--distortion_weight must be positive, not {self.distortion_weight}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"--min_lr_ratio must be between 0 and 1, not {self.min_lr_ratio}")
+
 
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``min_ratio * base``."""
@@ -174,8 +201,11 @@ def split_args(args: argparse.Namespace, model_config_cls) -> tuple[object, Trai
     values = vars(args)
     model_fields = {f.name for f in dataclasses.fields(model_config_cls)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_cfg = model_config_cls(**{k: v for k, v in values.items() if k in model_fields})
-    train_cfg = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
+    try:  # the configs validate themselves: a bad value is a one-line error, not a traceback
+        model_cfg = model_config_cls(**{k: v for k, v in values.items() if k in model_fields})
+        train_cfg = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
+    except ValueError as exc:
+        raise VAEGANError(str(exc)) from None
     return model_cfg, train_cfg
 
 
@@ -189,10 +219,6 @@ class Trainer:
         self._lock: RunLock | None = None  # taken by fit(), released by close()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if cfg.distortion not in DEFAULT_DISTORTION_WEIGHT:
-            raise VAEGANError(f"--distortion must be one of {', '.join(DEFAULT_DISTORTION_WEIGHT)}")
-        if cfg.amp not in AMP_CHOICES:
-            raise VAEGANError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {cfg.amp!r}")
         self.lambda_d = cfg.distortion_weight or DEFAULT_DISTORTION_WEIGHT[cfg.distortion]
         self.dist, self.device = distributed.setup(cfg.device)
         self.is_main = self.dist.is_main
@@ -296,10 +322,6 @@ class Trainer:
         once and falls back to feature matching on the discriminator, which needs no ImageNet weights.
         """
         cfg = self.cfg
-        if cfg.perceptual not in PERCEPTUAL_CHOICES:
-            raise VAEGANError(
-                f"--perceptual must be one of {', '.join(PERCEPTUAL_CHOICES)}, got {cfg.perceptual!r}"
-            )
         if cfg.lambda_perceptual <= 0:
             return None, "none"
         if cfg.perceptual in ("lpips", "auto"):

@@ -48,7 +48,7 @@ from common.layers import (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class HierarchicalVAEGANConfig:
     num_hierarchies: int = option(3, "latent levels, at 1/16, 1/32, 1/64, ...")
     N: int = option(128, "channels of the transforms")
@@ -65,6 +65,9 @@ class HierarchicalVAEGANConfig:
         0.0, "weight of the distortion of a decode from the top k levels only (k random); 0: off"
     )
     disc_channels: int = option(64, "width of the discriminator")
+
+    def __post_init__(self):  # validated on creation
+        _check(self)
 
 
 def parse_level_betas(config: HierarchicalVAEGANConfig) -> list[float]:
@@ -185,7 +188,6 @@ class HierarchicalVAEGAN(CompressionModel):
 
     def __init__(self, config: HierarchicalVAEGANConfig):
         super().__init__(config)
-        _check(config)
         L, N, M = config.num_hierarchies, config.N, config.M
         self.L = L
         self.pad_multiple = 16 * 2 ** (L - 1)

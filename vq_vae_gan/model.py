@@ -33,7 +33,7 @@ from common.layers import PatchTrunk, ResidualBlock, conv, deconv, pad_to_multip
 from vq_vae_gan.quantizer import ResidualVQ
 
 
-@dataclass
+@dataclass(frozen=True)
 class VQVAEGANConfig:
     num_embeddings: int = option(512, "codebook size K per stage")
     embedding_dim: int = option(64, "channels of the latent y and of each code")
@@ -49,6 +49,9 @@ class VQVAEGANConfig:
     stage0_context: str = option(
         "left", "prior of stage 0: one table row per left neighbour's index, or one table", ("left", "none")
     )
+
+    def __post_init__(self):  # validated on creation
+        _check(self)
 
 
 class PatchDiscriminator(Discriminator):
@@ -84,7 +87,6 @@ class VQVAEGAN(CompressionModel):
 
     def __init__(self, config: VQVAEGANConfig):
         super().__init__(config)
-        _check(config)
         self.pad_multiple = config.downsample
         C, D, K = config.channels, config.embedding_dim, config.num_embeddings
         levels = int(math.log2(config.downsample))

@@ -111,3 +111,22 @@ def test_evaluate_refuses_another_family(tmp_path, tiny_beta_path):
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "vq_vae_gan" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "script, flags, message",
+    [
+        ("beta_vae_gan/main.py", ["--rate_levels", "1"], "rate_levels must be 0"),
+        ("beta_vae_gan/main.py", ["--batch_size", "0"], "--batch_size must be at least 1"),
+        ("beta_vae_gan/main.py", ["--lr", "0"], "--lr must be positive"),
+        ("beta_vae_gan/main.py", ["--min_lr_ratio", "2"], "--min_lr_ratio must be between 0 and 1"),
+        ("vq_vae_gan/main.py", ["--num_embeddings", "1"], "--num_embeddings must be at least 2"),
+        ("hierarchical_vae_gan/main.py", ["--num_hierarchies", "9"], "--num_hierarchies must be between"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_before_anything_runs(script, flags, message, tmp_path):
+    """The configs validate themselves on creation; main.py turns that into one line, exit code 2."""
+    r = run([script, "--output_dir", str(tmp_path / "run"), *flags], ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # nothing was written

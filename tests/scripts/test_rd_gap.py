@@ -55,3 +55,18 @@ def test_an_empty_range_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         rd_gap.main([str(good), str(good), "--range", "0.5", "0.1"])
     assert exit_info.value.code == 2
+
+
+def test_values_at_a_rate_and_at_a_multiple_of_it(tmp_path, capsys):
+    """HiFiC's claim, read off two curves: a at b against b at 2b; lower is better for LPIPS."""
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"name": "a", "results": {"bpp": [0.1, 0.3], "lpips": [0.3, 0.1]}}))
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps({"name": "b", "results": {"bpp": [0.2, 0.6], "lpips": [0.25, 0.05]}}))
+    argv = [str(a), str(b), "--metric", "lpips", "--at", "0.1", "0.2", "--rate_factor", "2"]
+    assert run_cli(rd_gap.main, argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "lpips: a at 0.1 bpp 0.3000, b at 0.2 bpp 0.2500: b better"
+    assert lines[1] == "lpips: a at 0.2 bpp 0.2000, b at 0.4 bpp 0.1500: b better"
+    assert run_cli(rd_gap.main, argv[:4] + ["--at", "0.35", "--rate_factor", "1"]) == 1  # a ends at 0.3
+    assert "outside a curve's measured range" in capsys.readouterr().out

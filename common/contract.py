@@ -207,6 +207,14 @@ class CompressionModel(nn.Module):
             if isinstance(m, BatchStatistics):
                 m.discard()
 
+    def validation_views(self) -> list[CompressionModel]:
+        """The settings validation averages over (what picks ``best_model.pth``): the model itself;
+        a variable-rate model, its lowest, middle and highest quality."""
+        span = self.quality_range()
+        if span is None:
+            return [self]
+        return [self.at_quality(q) for q in (span[0], (span[0] + span[1]) / 2, span[1])]
+
     def validation_stats(self) -> dict[str, float]:
         """Extra numbers for the validation log, gathered over the evaluation forwards since the last call."""
         return {}

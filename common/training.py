@@ -517,41 +517,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
+        """The training loss's terms on centre crops, averaged over the model's validation views
+        (a variable-rate model: its lowest, middle and highest quality), without noise or dropout."""
         self.model.eval()
         n = min(len(self.val_set), self.cfg.val_images)
+        views = self.model.validation_views()
         totals: dict[str, float] = {}
         samples = []
         for i in range(n):
             x = self.val_set[i].unsqueeze(0).to(self.device)
-            out = self.model(x)
-            rates = rate_bpp(out.likelihoods, x.shape[-2] * x.shape[-1])
-            x_hat = out.x_hat.clamp(0, 1)
-            mse = F.mse_loss(x_hat, x)
-            dist = distortion(x, x_hat, self.cfg.distortion)
-            bpp = float(sum(rates.values()))
-            # the training loss's terms: level rate weights, and any extra reconstructions the model gives
-            weights = self.model.rate_weights()
-            weighted = float(sum(weights.get(k, 1.0) * r for k, r in rates.items()))
-            scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
-            for x_other, weight in out.extra_reconstructions.values():
-                dist = dist + weight * distortion(x, x_other.clamp(0, 1), self.cfg.distortion)
-            loss = float(self.lambda_d * dist + self.cfg.beta * scale * weighted)
-            extra = {}
-            if self.perceptual_backend == "lpips-alex":  # the training loss's perceptual term too
-                per_image = self.perceptual(x_hat * 2 - 1, x * 2 - 1)
-                loss += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
-                extra["lpips"] = float(per_image.mean())
-            row = {
-                "loss": loss,
-                "bpp": bpp,
-                "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
-                **{f"bpp_{k}": float(v) for k, v in rates.items()},
-                **extra,
-            }
-            for k, v in row.items():
-                totals[k] = totals.get(k, 0.0) + v / n
-            if i < 4:
-                samples.append(torch.cat([x, x_hat], dim=-1))
+            for v, view in enumerate(views):
+                row, x_hat = self._validation_row(view, x)
+                for k, value in row.items():
+                    totals[k] = totals.get(k, 0.0) + value / (n * len(views))
+                if i < 4 and v == len(views) // 2:
+                    samples.append(torch.cat([x, x_hat], dim=-1))
         if samples:
             from torchvision.utils import save_image
 
@@ -559,6 +539,33 @@ class Trainer:
             save_image(torch.cat(samples), self.out / "samples" / f"step_{self.step:07d}.png", nrow=1)
         totals.update(self.model.validation_stats())
         return totals
+
+    def _validation_row(self, model, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """One image's validation numbers under ``model`` (a view), and its reconstruction."""
+        out = model(x)
+        rates = rate_bpp(out.likelihoods, x.shape[-2] * x.shape[-1])
+        x_hat = out.x_hat.clamp(0, 1)
+        mse = F.mse_loss(x_hat, x)
+        dist = distortion(x, x_hat, self.cfg.distortion)
+        # the training loss's terms: level rate weights, per-image weights, extra reconstructions
+        weights = model.rate_weights()
+        weighted = float(sum(weights.get(k, 1.0) * r for k, r in rates.items()))
+        scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
+        image_weight = 1.0 if out.image_weight is None else float(out.image_weight.mean())
+        for x_other, weight in out.extra_reconstructions.values():
+            dist = dist + weight * distortion(x, x_other.clamp(0, 1), self.cfg.distortion)
+        loss = image_weight * float(self.lambda_d * dist + self.cfg.beta * scale * weighted)
+        row = {
+            "loss": loss,
+            "bpp": float(sum(rates.values())),
+            "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
+            **{f"bpp_{k}": float(v) for k, v in rates.items()},
+        }
+        if self.perceptual_backend == "lpips-alex":  # the training loss's perceptual term too
+            per_image = self.perceptual(x_hat * 2 - 1, x * 2 - 1)
+            row["loss"] += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
+            row["lpips"] = float(per_image.mean())
+        return row, x_hat
 
     # ---- run ----------------------------------------------------------------------------------
 

@@ -182,6 +182,23 @@ def test_rate_balance_weighs_each_image_loss_by_its_beta_multiplier(tmp_path):
     assert torch.allclose(loss, expected)
 
 
+def test_validation_averages_the_lowest_middle_and_highest_quality(tmp_path):
+    """best_model.pth is chosen on every rate a variable-rate model serves, not on its middle one."""
+    from common.training import Trainer
+
+    data = make_image_splits(tmp_path / "data", {"train": 2, "val": 2}, (64, 64))
+    cfg = tiny_train_config(data, tmp_path / "run", max_steps=1, lambda_adv=0.0, val_images=2)
+    trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA, rate_levels=3, rate_balance=0.25), cfg)
+    views = trainer.model.eval().validation_views()
+    assert [v.quality for v in views] == [1.0, 2.0, 3.0]
+    rows = [[trainer._validation_row(v, trainer.val_set[i][None])[0] for i in range(2)] for v in views]
+    bpp = [sum(r["bpp"] for r in per_view) / 2 for per_view in rows]
+    assert bpp[0] <= bpp[1] <= bpp[2] and bpp[0] < bpp[2]  # three rates, not one three times
+    totals = trainer.validate()
+    assert totals["bpp"] == pytest.approx(sum(bpp) / 3)
+    assert totals["loss"] == pytest.approx(sum(r["loss"] for per_view in rows for r in per_view) / 6)
+
+
 def test_evaluation_points_follow_quality_and_refuse_one_out_of_range(variable_path):
     import argparse
 

@@ -229,18 +229,30 @@ def restore_training(path: Path, model, disc, opt_g, opt_d) -> dict:
     return ckpt
 
 
+def _decode_only(path, ckpt: dict) -> set[str]:
+    """Keys of the checkpoint's weights outside its model's coding_state (decode-only modules)."""
+    try:
+        _check_widths(path, ckpt)
+        source = build_model(ckpt["family"], ckpt["config"])
+    except CheckpointError:
+        return set()
+    return set(source.state_dict()) - set(source.coding_state())
+
+
 def init_weights(path: Path, model, disc, say=print) -> None:
     """``--init_from``: a checkpoint's weights, fresh optimizers and step (fine-tuning).
 
     Settings that leave the weights' shapes alone may differ (said); parameters the checkpoint lacks
     (e.g. the gains that turn a fixed-rate model into a variable-rate one, a realism decoder) keep
-    their initial values and are named; anything else must fit. A discriminator that does not fit
-    (another width or condition) starts afresh."""
+    their initial values and are named; decode-only modules the model lacks (a realism decoder) are
+    left out, and said; anything else must fit. A discriminator that does not fit (another width or
+    condition) starts afresh."""
     ckpt = read_checkpoint(path)
     diff = config_differences(model, ckpt, path)
     try:
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-        if unexpected:
+        dropped = _decode_only(path, ckpt) & set(unexpected) if unexpected else set()
+        if set(unexpected) - dropped:
             raise RuntimeError(f"unexpected {unexpected}")
     except RuntimeError:
         raise CheckpointError(
@@ -254,6 +266,9 @@ def init_weights(path: Path, model, disc, say=print) -> None:
             say("--init_from: the checkpoint's discriminator does not fit; it starts fresh")
     if diff:
         say(f"--init_from: model settings changed from the checkpoint's: {diff}")
+    if dropped:  # e.g. a realism decoder, which only fits the decoder it was trained on
+        modules = sorted({k.split(".")[0] for k in dropped})
+        say(f"--init_from: decode-only modules this model does not have are left out: {', '.join(modules)}")
     if missing:
         say(f"--init_from: not in the checkpoint, so initialised fresh: {', '.join(missing)}")
     say(f"initialised weights from {path} (step {ckpt.get('step', '?')}); optimizer and step start fresh")

@@ -233,3 +233,13 @@ def test_the_comparison_draws_both_ends_and_its_slider_opens_on_them(paths, tmp_
     left = page.split('class="left"')[1].split("</select>")[0]
     right = page.split('class="codec"')[1].split("</select>")[0]
     assert "selected>beta_vae_gan (" in left and "selected>beta_vae_gan-realism1 (" in right
+
+
+def test_the_base_trains_on_from_a_file_with_a_realism_decoder_which_is_left_out(paths, tmp_path, capsys):
+    """README: continuing the shipped model's variable-rate training starts from the shipped file."""
+    data_dir = make_image_splits(tmp_path / "data", {"train": 2, "val": 1}, (64, 64))
+    cfg = tiny_train_config(data_dir, tmp_path / "run", max_steps=1, lambda_adv=0.0, init_from=str(paths[1]))
+    trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**VR), cfg)
+    assert "left out: realism_decoder" in capsys.readouterr().out
+    base = load_model(paths[0])
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in trainer.model.state_dict().items())

@@ -207,6 +207,9 @@ class BetaVAEGAN(CompressionModel):
         state = self.state_dict()
         return {k: v for k, v in state.items() if not k.startswith("realism_decoder.")}
 
+    def decoding_state(self) -> dict[str, torch.Tensor]:
+        return self.state_dict() if self.config.realism and self.realism else self.coding_state()
+
     def train(self, mode: bool = True) -> BetaVAEGAN:
         """With a realism decoder the frozen parts run as they code (rounded latents) in training too."""
         super().train(mode)

@@ -239,6 +239,11 @@ class CompressionModel(nn.Module):
         adding or retraining them keeps the files, and the identity, of the model they extend."""
         return self.state_dict()
 
+    def decoding_state(self) -> dict[str, torch.Tensor]:
+        """The weights this view's decode depends on: :meth:`coding_state`, unless a decode-time
+        setting brings in modules outside it (a realism above 0). Caches of measured points key on it."""
+        return self.coding_state()
+
     def identity(self) -> bytes:
         """8-byte identity written into every file (over :meth:`coding_state`); cached, since a
         loaded model does not change."""

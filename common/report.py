@@ -7,7 +7,7 @@
 2. one curve per family and decode variant (:func:`model_curves`; e.g. the β realism decoder's
    realistic end is a curve of its own): every rate point of every checkpoint evaluated with real
    files by :func:`common.evaluation.evaluate_checkpoint`, cached per point (identity + view settings,
-   and all weights when decode-only modules are outside the identity);
+   and all weights when its decode uses some outside the identity);
 3. one curve per classical codec (:func:`common.baselines.sweep_cached`), plus ``--results`` JSONs;
 4. figures (:mod:`common.plots`), BD tables (:func:`common.rd.bd_rows`), side-by-side crops at the
    bitrate closest to ``--target_bpp`` per image (:func:`side_by_sides`), ``report.html``
@@ -249,9 +249,9 @@ def metrics_signature(lpips_model, fid_reference) -> dict:
 
 def point_identity(view) -> dict:
     """What a measured point depends on: the model identity and view settings, and every weight
-    when some (decode-only modules, e.g. a realism decoder) are outside the identity."""
+    when its decode uses some outside the identity (a realism decoder above realism 0)."""
     key = {"model_id": view.identity().hex(), "settings": view.view_settings()}
-    if len(view.coding_state()) != len(view.state_dict()):
+    if len(view.decoding_state()) != len(view.coding_state()):
         key["weights"] = view.weights_digest()
     return key
 

@@ -243,3 +243,14 @@ def test_the_base_trains_on_from_a_file_with_a_realism_decoder_which_is_left_out
     assert "left out: realism_decoder" in capsys.readouterr().out
     base = load_model(paths[0])
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_measured_points_key_on_the_weights_their_decode_uses(paths):
+    """The faithful decode is the base model's (same cache entry); the realistic one depends on the
+    realism decoder too, so retraining it must not reuse a stale measurement."""
+    from common.report import point_identity
+
+    base, model = (load_model(p) for p in paths)
+    assert point_identity(model) == point_identity(base)
+    realistic = point_identity(model.at_realism(1.0))
+    assert realistic["weights"] == model.weights_digest() and realistic["model_id"] == base.identity().hex()

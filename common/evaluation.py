@@ -339,8 +339,12 @@ def perceptual_metrics(args, files: list[Path]) -> tuple[object | None, Referenc
 def summary_line(path: str, summary: dict) -> str:
     line = f"{path}: " + ", ".join(f"{k} {summary[k]:.4f}" for k in IMAGE_KEYS if k in summary)
     if "fid" in summary:
+        # with fewer patches than a KID subset, every subset is the whole set: there is no spread to show
+        spread = (
+            f" +- {summary['kid_std']:.5f}" if summary.get("kid_std") else " (every subset is the whole set)"
+        )
         line += (
-            f"\n  FID {summary['fid']:.2f}, KID {summary['kid']:.5f} +- {summary['kid_std']:.5f} "
+            f"\n  FID {summary['fid']:.2f}, KID {summary['kid']:.5f}{spread} "
             f"on {summary['num_patches']} patches of 256 px per side (HiFiC protocol)"
         )
     return line

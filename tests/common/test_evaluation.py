@@ -236,3 +236,12 @@ def test_feature_matching_loss_and_discriminator_features():
     loss = feature_matching_loss(feats[:-1], disc.features(x_hat, cond)[:-1])
     loss.backward()
     assert loss.item() > 0 and x_hat.grad.abs().sum() > 0
+
+
+def test_summary_line_shows_a_kid_spread_only_when_there_is_one():
+    from common.evaluation import summary_line
+
+    base = {"bpp": 0.1, "fid": 12.0, "kid": 0.01, "num_patches": 192}
+    assert "+-" not in summary_line("m.pth", base | {"kid_std": 0.0})
+    assert "every subset is the whole set" in summary_line("m.pth", base | {"kid_std": 0.0})
+    assert "KID 0.01000 +- 0.00200 on 192" in summary_line("m.pth", base | {"kid_std": 0.002})

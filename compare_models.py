@@ -30,10 +30,11 @@ from common.report import (  # noqa: E402
     FIGURES,
     build_parser,
     choose_images,
+    decode_variants,
     digest,
     load_families,
     load_results_file,
-    model_curves,
+    model_curve,
     resolve_files,
     side_by_sides,
     write_json,
@@ -79,9 +80,12 @@ def main(argv=None) -> int:
 
     curves = []
     for family, checkpoints in families.items():
-        curves += model_curves(
-            family, checkpoints, files, cache_root / "models", lpips_model, fid_reference, progress
-        )
+        for variant, views in decode_variants(checkpoints).items():  # e.g. a realism decoder's ends
+            curves.append(
+                model_curve(
+                    family, views, files, cache_root / "models", lpips_model, fid_reference, progress, variant
+                )
+            )
     for name in codecs:
         curve = sweep_cached(
             name,

@@ -232,13 +232,18 @@ class BetaVAEGAN(CompressionModel):
         return (self.realism_decoder(self.g_s, y_hat, w) + 1) / 2
 
     def _forward_realism(self, n: int, device) -> torch.Tensor | None:
-        """Training: each image its own realism, uniform on [0, 1]; evaluation: the view's, and the
-        realistic end (1) when none was chosen, since that is what training the decoder changes."""
+        """Training: each image its own realism, uniform on [0, 1]; evaluation: the view's (0, as
+        ``decompress``, when none was chosen)."""
         if not self.config.realism:
             return None
         if self.training:
             return torch.rand(n, device=device)
-        return torch.full((n,), 1.0 if self.realism is None else self.realism, device=device)
+        return torch.full((n,), float(self.realism or 0.0), device=device)
+
+    def validation_views(self) -> list[BetaVAEGAN]:
+        """With a realism decoder, validation scores the realistic end: the only part that trains."""
+        views = super().validation_views()
+        return [view.at_realism(1.0) for view in views] if self.config.realism else views
 
     def _disc_condition(self, y_hat: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """The discriminator sees y_hat and, with a realism decoder, w as one more channel."""

@@ -167,7 +167,7 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
                 f"{path}: weights were altered (stored identity {stored.hex()}, actual {actual.hex()})"
             )
         stored_digest = ckpt.get("weights_sha256")  # covers the decode-only modules the identity leaves out
-        if verify and stored_digest is not None and stored_digest != state_digest(model.state_dict()):
+        if stored_digest is not None and stored_digest != state_digest(model.state_dict()):
             raise CheckpointError(f"{path}: weights were altered (their sha256 differs from the one stored)")
     model.eval()
     if not model.ready_to_code():

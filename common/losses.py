@@ -70,4 +70,11 @@ def feature_matching_loss(
     if weights is None:
         return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)
     per_image = sum((f - r.detach()).abs().flatten(1).mean(1) for r, f in zip(real, fake)) / len(real)
-    return (per_image * weights.to(per_image.dtype)).mean()
+    return per_image_mean(per_image, weights)
+
+
+def per_image_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (B, ...) with image b weighted by ``weights[b]`` (None: plain mean)."""
+    if weights is None:
+        return values.mean()
+    return (values.reshape(len(values), -1).mean(1) * weights.to(values.dtype)).mean()

@@ -4,8 +4,8 @@
 
 1. image set (:func:`resolve_files`): ``--dataset`` under ``--data_dir``, or scikit-image's sample
    photos when it is missing;
-2. one curve per family and decode variant (:func:`model_curves`; e.g. the β realism decoder's
-   realistic end is a curve of its own): every rate point of every checkpoint evaluated with real
+2. one curve per family and decode variant (:func:`decode_variants`, :func:`model_curve`; e.g. the
+   β realism decoder's realistic end is a curve of its own): every rate point of every checkpoint evaluated with real
    files by :func:`common.evaluation.evaluate_checkpoint`, cached per point (identity + view settings,
    and all weights when its decode uses some outside the identity);
 3. one curve per classical codec (:func:`common.baselines.sweep_cached`), plus ``--results`` JSONs;
@@ -256,25 +256,15 @@ def point_identity(view) -> dict:
     return key
 
 
-def model_curves(
-    family: str,
-    checkpoints: list[tuple[Path, object]],
-    files: list[Path],
-    cache: Path,
-    lpips_model,
-    fid_reference,
-    progress: bool,
-) -> list[dict]:
-    """A family's curves: one per decode variant its checkpoints offer (``decode_variants``: the
-    default decode, and e.g. the β realism decoder's realistic end as ``<family>-realism1``)."""
+def decode_variants(checkpoints: list[tuple[Path, object]]) -> dict[str, list[tuple[Path, object]]]:
+    """{curve suffix: [(checkpoint, view)]}: one curve per decode variant the checkpoints offer
+    (``CompressionModel.decode_variants``: the default decode, and e.g. the β realism decoder's
+    realistic end as ``-realism1``)."""
     variants: dict[str, list[tuple[Path, object]]] = {}
     for path, model in checkpoints:
         for view, suffix in model.decode_variants():
             variants.setdefault(suffix, []).append((path, view))
-    return [
-        model_curve(family, views, files, cache, lpips_model, fid_reference, progress, suffix)
-        for suffix, views in variants.items()
-    ]
+    return variants
 
 
 def model_curve(

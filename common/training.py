@@ -54,6 +54,7 @@ from common.losses import (
     distortion,
     feature_matching_loss,
     hinge_d_loss,
+    per_image_mean,
     rate_bpp,
 )
 from common.run_folder import CsvLog, LogWindow, NullWriter, RunLock, tensorboard
@@ -726,13 +727,6 @@ class Trainer:
             lock.release()
             self._lock = None
         self.dist.close(wait)
-
-
-def per_image_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``values`` (B, ...) with image b weighted by ``weights[b]`` (None: plain mean)."""
-    if weights is None:
-        return values.mean()
-    return (values.flatten(1).mean(1) * weights.to(values.dtype)).mean()
 
 
 def _main_thread() -> bool:

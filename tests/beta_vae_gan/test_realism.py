@@ -15,8 +15,8 @@ from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import export_model, load_model, read_checkpoint
 from common.codec import compress_image, decompress_bytes
 from common.errors import CheckpointError, VAEGANError
-from common.losses import feature_matching_loss
-from common.training import Trainer, per_image_mean
+from common.losses import feature_matching_loss, per_image_mean
+from common.training import Trainer
 from tests.conftest import TINY_BETA, make_image_splits, random_image, run_codec, tiny_train_config
 
 VR = dict(TINY_BETA, rate_levels=4, rate_span=400.0)
@@ -159,6 +159,10 @@ def test_the_discriminator_sees_the_realism(paths):
     assert out.cond.shape[1] == VR["M"] + 1
     assert torch.equal(out.cond[:, -1, 0, 0], out.realism)
     assert model.build_discriminator()(out.x_hat, out.cond).dim() == 4
+    model.eval()  # evaluation decodes as the codec does (realism 0) unless a view says otherwise
+    assert not model(torch.rand(1, 3, 64, 64)).realism.any()
+    views = model.validation_views()  # validation scores the realistic end, the part that trains
+    assert [v.realism for v in views] == [1.0] * 3 and [v.quality for v in views] == [1.0, 2.5, 4.0]
 
 
 def test_evaluate_writes_a_curve_per_end_with_identical_files(paths, tmp_path, rng):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-import struct
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +55,7 @@ from common.layers import (
     gdn_synthesis,
     pad_to_multiple,
 )
+from common.variable_rate import VariableRate, anchor_log_gains
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class RealismDecoder(nn.Module):
         return h
 
 
-class BetaVAEGAN(CompressionModel):
+class BetaVAEGAN(VariableRate, CompressionModel):
     family = "beta_vae_gan"
     Config = BetaVAEGANConfig
     pad_multiple = 64
@@ -167,10 +167,7 @@ class BetaVAEGAN(CompressionModel):
         self.gaussian_conditional = GaussianConditional()
         R = config.rate_levels
         if R:
-            # Anchor r trains for beta_r = beta * span^(1/2 - r/(R-1)); a step of sqrt(beta_r) keeps
-            # the fixed-rate model's trade-off at beta (gain 1), so fine-tuning starts close.
-            t = torch.linspace(0, 1, R)
-            log_gain = -0.5 * (0.5 - t) * math.log(config.rate_span)
+            log_gain = anchor_log_gains(R, config.rate_span)
             width, hyper_width = (M, N) if config.gain == "channel" else (1, 1)
             self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, width))
             self.log_inverse_gain = nn.Parameter(-log_gain[:, None].repeat(1, width))
@@ -253,42 +250,12 @@ class BetaVAEGAN(CompressionModel):
 
     # ---- rate ---------------------------------------------------------------------------------
 
-    def quality_range(self) -> tuple[float, float] | None:
-        return (1.0, float(self.config.rate_levels)) if self.config.rate_levels else None
-
-    def _quality(self) -> float:
-        """The quality coded at: the view's, else the middle of the range; rounded as the file stores it."""
-        lo, hi = self.quality_range()
-        q = (lo + hi) / 2 if self.quality is None else self.quality
-        return round(min(max(q, lo), hi) * self.quality_scale) / self.quality_scale
-
-    def rate_points(self) -> list[tuple[BetaVAEGAN, str]]:
-        """A fixed-rate model: itself; a variable-rate one: a view at each integer quality."""
-        if not self.config.rate_levels:
-            return [(self, "")]
-        return [(self.at_quality(q), f"-q{q}") for q in range(1, self.config.rate_levels + 1)]
-
-    def at_quality(self, quality: float) -> BetaVAEGAN:
-        lo, hi = self.quality_range() or (None, None)
-        if lo is None:
-            raise ValueError("this is a fixed-rate model: it has no quality to choose")
-        if not lo <= quality <= hi:
-            raise ValueError(f"quality must be between {lo:g} and {hi:g}, not {quality:g}")
-        return self.view(quality=float(quality))
-
     def _gains(self, q: torch.Tensor, dtype=None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """[gain, inverse gain, hyper gain, inverse hyper gain], each (B, C, 1, 1), and the β
-        multiplier (B,) at qualities ``q`` (B,): anchors interpolated log-linearly."""
-        R = self.config.rate_levels
-        tables = [self.log_gain, self.log_inverse_gain, self.log_hyper_gain, self.log_hyper_inverse_gain]
-        if dtype is not None:
-            tables, q = [t.to(dtype) for t in tables], q.to(dtype)
-        pos = (q - 1).clamp(0, R - 1)
-        low = pos.floor().long().clamp(max=R - 2)
-        frac = (pos - low)[:, None]
-        gains = [torch.exp(torch.lerp(t[low], t[low + 1], frac))[..., None, None] for t in tables]
-        beta_scale = self.config.rate_span ** (0.5 - pos / (R - 1))
-        return gains, beta_scale
+        """[gain, inverse gain, hyper gain, inverse hyper gain] at qualities ``q``, and the β multiplier."""
+        return self.interpolate_gains(self._gain_tables(), q, dtype)
+
+    def _gain_tables(self) -> list[torch.Tensor]:
+        return [self.log_gain, self.log_inverse_gain, self.log_hyper_gain, self.log_hyper_inverse_gain]
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         y = self.g_a(x * 2 - 1)
@@ -304,13 +271,7 @@ class BetaVAEGAN(CompressionModel):
                 cond=self._disc_condition(y_hat, w),
                 realism=w,
             )
-        # Training: every image its own quality, uniform over the range; evaluation: the view's.
-        B = x.shape[0]
-        if self.training:
-            q = 1 + torch.rand(B, device=x.device) * (self.config.rate_levels - 1)
-        else:
-            q = torch.full((B,), self._quality(), device=x.device)
-        (g, ig, hg, ihg), beta_scale = self._gains(q)
+        (g, ig, hg, ihg), beta_scale = self._gains(self.forward_qualities(x.shape[0], x.device))
         z_hat_g, z_likelihoods = self.entropy_bottleneck(z * hg)
         scales, means = self.h_s(z_hat_g * ihg).chunk(2, dim=1)
         y_hat_g, y_likelihoods = self.gaussian_conditional(y * g, scales * g, means * g)
@@ -320,7 +281,7 @@ class BetaVAEGAN(CompressionModel):
             likelihoods={"y": y_likelihoods, "z": z_likelihoods},
             cond=self._disc_condition(y_hat, w),
             rate_scale=beta_scale,
-            image_weight=beta_scale**-self.config.rate_balance if self.config.rate_balance else None,
+            image_weight=self.image_weight(beta_scale),
             realism=w,
         )
 
@@ -337,11 +298,6 @@ class BetaVAEGAN(CompressionModel):
             scales, means = h_s(z_hat.double().cpu()).chunk(2, dim=1)
         return scales, means
 
-    def _coding_gains(self, quality: float) -> list[torch.Tensor]:
-        """Gains in float64 on CPU, from the quality the file stores: both sides get the same."""
-        gains, _ = self._gains(torch.tensor([quality], dtype=torch.float64), dtype=torch.float64)
-        return [g.detach().cpu() for g in gains]
-
     @torch.no_grad()
     def compress(self, x: torch.Tensor) -> Compressed:
         size = tuple(x.shape[-2:])
@@ -353,25 +309,17 @@ class BetaVAEGAN(CompressionModel):
             y_string, _ = self.gaussian_conditional.compress(y, scales, means)
             return Compressed(streams=[y_string, z_string], size=size)
         quality = self._quality()
-        g, _, hg, ihg = self._coding_gains(quality)
+        g, _, hg, ihg = self.coding_gains(self._gain_tables(), quality)
         z_string, z_hat_g = self.entropy_bottleneck.compress(z.double().cpu() * hg)
         scales, means = self._entropy_parameters(z_hat_g * ihg)
         y_string, _ = self.gaussian_conditional.compress(y.double().cpu() * g, scales * g, means * g)
-        q_string = struct.pack("<H", round(quality * self.quality_scale))
-        return Compressed(streams=[q_string, y_string, z_string], size=size)
+        return Compressed(streams=[self.quality_stream(quality), y_string, z_string], size=size)
 
     def file_quality(self, compressed: Compressed) -> float | None:
         """The quality a variable-rate file was written at (None for a fixed-rate model's file)."""
         if not self.config.rate_levels:
             return None
-        q_string = compressed.streams[0] if len(compressed.streams) == 3 else b""
-        if len(q_string) != 2:
-            raise CorruptFileError("file is damaged (it lacks the variable-rate model's quality field)")
-        quality = struct.unpack("<H", q_string)[0] / self.quality_scale
-        lo, hi = self.quality_range()
-        if not lo <= quality <= hi:
-            raise CorruptFileError(f"file is damaged (quality {quality:g} is outside {lo:g}..{hi:g})")
-        return quality
+        return self.read_quality(compressed.streams[0] if len(compressed.streams) == 3 else b"")
 
     @torch.no_grad()
     def decompress(self, compressed: Compressed) -> torch.Tensor:
@@ -387,7 +335,7 @@ class BetaVAEGAN(CompressionModel):
             scales, means = self._entropy_parameters(z_hat)
             y_hat = self.gaussian_conditional.decompress(y_string, scales, means)
         else:
-            g, ig, _, ihg = self._coding_gains(quality)
+            g, ig, _, ihg = self.coding_gains(self._gain_tables(), quality)
             scales, means = self._entropy_parameters(z_hat * ihg)
             y_hat = self.gaussian_conditional.decompress(y_string, scales * g, means * g) * ig
         param = next(self.g_s.parameters())

@@ -248,9 +248,14 @@ def init_weights(path: Path, model, disc, say=print) -> None:
     left out, and said; anything else must fit. A discriminator that does not fit (another width or
     condition) starts afresh."""
     ckpt = read_checkpoint(path)
-    diff = config_differences(model, ckpt, path)
+    state = ckpt["model"]
+    if ckpt["family"] != model.family:  # a family built to start from another's (or a clear refusal)
+        state = model.adopt_weights(ckpt["family"], ckpt["config"], state, path)
+        diff = {"family": (ckpt["family"], model.family)}
+    else:
+        diff = config_differences(model, ckpt, path)
     try:
-        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
         dropped = _decode_only(path, ckpt) & set(unexpected) if unexpected else set()
         if set(unexpected) - dropped:
             raise RuntimeError(f"unexpected {unexpected}")

@@ -174,10 +174,17 @@ def model_for(data: bytes, model=None):
         path = zoo.find_by_id(header.model_id)
         old = zoo.retired(header.model_id) if path is None else None
         if old is not None:
+            commit = old["last_commit"]
+            if old.get("code_changed"):  # the model's architecture changed too: that release's code
+                how = (
+                    f"decode it with that release: `git worktree add ../release-{commit} {commit}`, then its "
+                    "scripts/codec.py decompress"
+                )
+            else:
+                how = f"decode it with that release's file: `git show {commit}:{old['file']} > old.pth`, then --model_path old.pth"
             raise ModelMismatchError(
-                f"file was written by {old['file']} as shipped up to commit {old['last_commit']} (retired "
-                f"{old['retired']}: {old['why']}); decode it with that release's file: `git show "
-                f"{old['last_commit']}:{old['file']} > old.pth`, then --model_path old.pth"
+                f"file was written by {old['file']} as shipped up to commit {commit} (retired "
+                f"{old['retired']}: {old['why']}); {how}"
             )
         if path is None:
             raise ModelMismatchError(

@@ -19,6 +19,7 @@ from torch import nn
 
 from common.bitstream import Compressed
 from common.checkpoint import model_id, state_digest
+from common.errors import CheckpointError
 from common.entropy import EntropyModel
 
 
@@ -232,6 +233,11 @@ class CompressionModel(nn.Module):
         """What the training loop optimises; the rest stays frozen (all, unless a family fine-tunes a
         part, e.g. the β realism decoder, trained with the encoder and entropy model fixed)."""
         return list(self.parameters())
+
+    def adopt_weights(self, family: str, config: dict, state: dict, path) -> dict:
+        """``--init_from`` a checkpoint of another family: its weights under this model's names, for a
+        family built to start from another's (the hierarchical model from a β one); others refuse."""
+        raise CheckpointError(f"{path} holds a {family} model; this script trains {self.family}")
 
     def coding_state(self) -> dict[str, torch.Tensor]:
         """The weights a file depends on: the streams it holds and its decode at the default

@@ -92,6 +92,10 @@ def test_a_file_from_a_retired_checkpoint_names_the_release_that_decodes_it(tmp_
         ModelMismatchError, match=r"x.pth as shipped up to commit abc1234 .*git show abc1234:"
     ):
         decompress_bytes(data)
+    # a checkpoint whose architecture changed after it was retired needs that release's code too
+    (folder / "retired.json").write_text(json.dumps([record | {"code_changed": True}]))
+    with pytest.raises(ModelMismatchError, match=r"git worktree add \.\./release-abc1234 abc1234"):
+        decompress_bytes(data)
 
 
 def test_retired_records_are_well_formed_and_not_shipped():

@@ -104,8 +104,8 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
     overwrite: bool = option(
         False,
-        "start a new run in an --output_dir that holds one; the old checkpoints/ is kept as "
-        "checkpoints.replaced-<time>/",
+        "start a new run in an --output_dir that holds one; the old run's checkpoints/, logs/ and "
+        "samples/ are kept in replaced-<time>/",
     )
     resume: str | None = option(
         None, "continue from OUTPUT_DIR/checkpoints/latest.pth or the given checkpoint"
@@ -601,9 +601,13 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock = RunLock(self.out)
             if self._replace_old_checkpoints and self.ckpt_dir.exists():
-                aside = self.out / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-                self.ckpt_dir.rename(aside)
-                self._print(f"--overwrite: the earlier run's checkpoints are kept in {aside}")
+                # the earlier run's checkpoints, logs and samples, together: the new run's logs start empty
+                aside = self.out / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+                aside.mkdir()
+                for name in ("checkpoints", "logs", "samples", "config.json"):
+                    if (self.out / name).exists():
+                        (self.out / name).rename(aside / name)
+                self._print(f"--overwrite: the earlier run (checkpoints, logs, samples) is kept in {aside}")
                 self._replace_old_checkpoints = False
             (self.out / "logs").mkdir(exist_ok=True)
             (self.out / "config.json").write_text(

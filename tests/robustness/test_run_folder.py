@@ -42,9 +42,13 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(data_dir, tmp_path):
     again = _trainer(data_dir, out, overwrite=True, seed=1)
     again.fit()
     again.close()
-    kept = list(out.glob("checkpoints.replaced-*"))
-    assert len(kept) == 1 and read_checkpoint(kept[0] / "latest.pth")["step"] == 4  # the earlier run, whole
+    kept = list(out.glob("replaced-*"))
+    assert len(kept) == 1 and read_checkpoint(kept[0] / "checkpoints" / "latest.pth")["step"] == 4
     assert read_checkpoint(out / "checkpoints" / "latest.pth")["step"] == 2  # the new run
+    # the logs went aside with the earlier run: the new run's log holds its own steps only, once each
+    old_steps = [row.split(",")[0] for row in (kept[0] / "logs" / "train.csv").read_text().splitlines()[1:]]
+    new_steps = [row.split(",")[0] for row in (out / "logs" / "train.csv").read_text().splitlines()[1:]]
+    assert old_steps == ["1", "2", "3", "4"] and new_steps == ["1", "2"]
 
 
 def test_two_runs_cannot_share_a_folder(data_dir, tmp_path):

@@ -25,6 +25,7 @@ from common.cli import run_cli  # noqa: E402
 from common.datasets import file_fingerprints  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.evaluation import perceptual_metrics  # noqa: E402
+from common.files import write_json  # noqa: E402
 from common.rd import bd_rows, write_bd_tables  # noqa: E402
 from common.report import (  # noqa: E402
     FIGURES,
@@ -37,7 +38,6 @@ from common.report import (  # noqa: E402
     model_curve,
     resolve_files,
     side_by_sides,
-    write_json,
 )
 from common.report_html import images_shown, report_html, slider_sections  # noqa: E402
 

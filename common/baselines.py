@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from common.datasets import file_fingerprints, load_image
 from common.errors import VAEGANError
 from common.evaluation import finish_patch_fid
+from common.files import write_json
 from common.metrics import PatchFID, file_bpp, score_image
 
 CACHE_VERSION = 2  # bump when scoring changes, so every cached sweep is recomputed
@@ -421,12 +421,14 @@ def sweep_cached(
             if progress:
                 print(f"{name}: {'cached' if where == path else 'published'} sweep read from {where}")
             if where != path:
-                _write_atomic(path, record)
+                write_json(path, record, best_effort=True)
             return record["result"] | {"sweep": {"key": key, "metrics": record["metrics"]}}
     for where, record in records:
         result = _complete(codec, files, record, wanted, where, progress, lpips_model, fid_reference)
         if result is not None:
-            _write_atomic(path, {"key": key, "metrics": result["sweep"]["metrics"], "result": result})
+            write_json(
+                path, {"key": key, "metrics": result["sweep"]["metrics"], "result": result}, best_effort=True
+            )
             return result
     partial = _read_cache(partial_path, key)
     same = partial is not None and set(partial["metrics"]) == set(wanted)  # points must have equal keys
@@ -437,7 +439,7 @@ def sweep_cached(
 
     def keep(point: dict) -> None:
         collected.append(point)
-        _write_atomic(partial_path, {"key": key, "metrics": wanted, "points": collected})
+        write_json(partial_path, {"key": key, "metrics": wanted, "points": collected}, best_effort=True)
 
     result = sweep(
         codec,
@@ -450,7 +452,7 @@ def sweep_cached(
     )
     measured = [m for m in wanted if m.split(":")[0] in result["results"]]
     result["sweep"] = {"key": key, "metrics": measured}
-    _write_atomic(path, {"key": key, "metrics": measured, "result": result})
+    write_json(path, {"key": key, "metrics": measured, "result": result}, best_effort=True)
     partial_path.unlink(missing_ok=True)
     return result
 
@@ -508,19 +510,3 @@ def _read_cache(path: Path, key: str, published: bool = False) -> dict | None:
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass  # absent, unreadable or (published) from before the stamp: recompute
     return None
-
-
-def _write_atomic(path: Path, obj: dict) -> None:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        print(f"cannot write the sweep cache {path} ({exc}); result not cached")
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

@@ -19,8 +19,8 @@ from torch import nn
 
 from common.bitstream import Compressed
 from common.checkpoint import model_id, state_digest
-from common.errors import CheckpointError
 from common.entropy import EntropyModel
+from common.errors import CheckpointError
 
 
 @dataclass

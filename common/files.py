@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -72,3 +73,22 @@ def atomic_write(
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def write_json(path: str | os.PathLike, obj, *, best_effort: bool = False) -> None:
+    """``obj`` as indented JSON, atomically (a killed run never leaves a half-written record that
+    looks complete). ``best_effort`` (a cache): a failure is said in one line and the run goes on."""
+    try:
+        atomic_write(path, json.dumps(obj, indent=2).encode(), make_parents=True)
+    except VAEGANError as exc:
+        if not best_effort:
+            raise
+        print(f"{exc}; result not cached")
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON at ``path``, or None when it is absent, unreadable or not JSON (a cache miss)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

@@ -34,7 +34,7 @@ from common.cli import HelpFormatter
 from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import add_lpips_net_flag, compressai_json, evaluate_checkpoint
-from common.files import atomic_write
+from common.files import atomic_write, read_json, write_json
 from common.metrics import file_bpp, psnr
 from common.rd import load_curve
 from common.registry import FAMILIES
@@ -236,11 +236,6 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomic: a killed run never leaves a half-written cache entry that looks complete."""
-    atomic_write(path, json.dumps(obj, indent=2).encode(), make_parents=True)
-
-
 def metrics_signature(lpips_model, fid_reference) -> dict:
     rand = bool(getattr(lpips_model, "pnet_rand", False))
     lp = None if lpips_model is None else f"{getattr(lpips_model, 'pnet_type', '?')}{'-rand' if rand else ''}"
@@ -291,8 +286,8 @@ def model_curve(
             )
             folder = cache / family / f"{name}-{key}"
             done = folder / "summary.json"
-            if done.is_file():
-                summary = json.loads(done.read_text())
+            summary = read_json(done)
+            if isinstance(summary, dict):
                 print(f"{family} {name}: cached evaluation read from {folder}")
             else:
                 summary, _ = evaluate_checkpoint(

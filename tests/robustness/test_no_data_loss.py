@@ -110,6 +110,22 @@ def test_an_existing_output_is_replaced_atomically(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.vgan"]  # no temporary left behind
 
 
+def test_a_cache_that_cannot_be_written_is_said_and_the_run_goes_on(tmp_path, capsys):
+    from common.files import read_json, write_json
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    write_json(blocker / "sweep.json", {"a": 1}, best_effort=True)  # a cache: one line, no exception
+    out = capsys.readouterr().out
+    assert "sweep.json" in out and "result not cached" in out
+    with pytest.raises(VAEGANError, match="sweep.json"):  # a result the user asked for: an error
+        write_json(blocker / "sweep.json", {"a": 1})
+    write_json(tmp_path / "c" / "ok.json", {"a": 1})
+    assert read_json(tmp_path / "c" / "ok.json") == {"a": 1}
+    (tmp_path / "c" / "torn.json").write_text('{"a": ')
+    assert read_json(tmp_path / "c" / "torn.json") is None and read_json(tmp_path / "absent.json") is None
+
+
 def test_fifo_in_an_input_folder_is_skipped(tiny_beta_path, tmp_path, rng):
     folder = tmp_path / "imgs"
     folder.mkdir()

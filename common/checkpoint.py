@@ -150,8 +150,22 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
     try:
         model.load_state_dict(widen_state(ckpt["model"], model.state_dict()))
     except RuntimeError as exc:
+        from common import zoo  # zoo reads checkpoints: imported here, where it is needed
+
+        try:
+            old = zoo.retired(bytes(ckpt["model_id"])) if "model_id" in ckpt else None
+        except (TypeError, ValueError, RuntimeError):
+            old = None
+        if old is not None and old.get("code_changed"):
+            commit = old["last_commit"]
+            raise CheckpointError(
+                f"{path}: a checkpoint retired {old['retired']} (shipped as {old['file']}: {old['why']}); this "
+                f"code cannot load it: use that release's (`git worktree add ../release-{commit} {commit}`)"
+            ) from None
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")  # the first differing key
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
         raise CheckpointError(f"{path}: weights do not fit the {family} config ({detail})") from None
     bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:  # a model with NaN weights writes files nothing can decode: refuse it here, not there

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from common import zoo
 from common.checkpoint import load_model
@@ -96,6 +97,33 @@ def test_a_file_from_a_retired_checkpoint_names_the_release_that_decodes_it(tmp_
     (folder / "retired.json").write_text(json.dumps([record | {"code_changed": True}]))
     with pytest.raises(ModelMismatchError, match=r"git worktree add \.\./release-abc1234 abc1234"):
         decompress_bytes(data)
+
+
+def test_a_retired_checkpoint_this_code_cannot_load_names_the_release_that_can(tmp_path, monkeypatch):
+    import json
+
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from common.checkpoint import export_model
+    from tests.conftest import TINY_BETA
+
+    old = BetaVAEGAN(BetaVAEGANConfig(**TINY_BETA)).eval()
+    path = tmp_path / "old.pth"
+    export_model(old, path)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model"]["h_s.0.weight"]  # as if the architecture had changed since
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="weights do not fit"):  # not retired: the usual message
+        load_model(path)
+    folder = tmp_path / "beta_vae_gan" / "pretrained"
+    folder.mkdir(parents=True)
+    record = {"model_id": old.identity().hex(), "file": "beta_vae_gan/pretrained/x.pth", "code_changed": True}
+    record |= {"last_commit": "abc1234", "retired": "2026-12-06", "why": "replaced"}
+    (folder / "retired.json").write_text(json.dumps([record]))
+    monkeypatch.setattr(zoo, "ROOT", tmp_path)
+    with pytest.raises(
+        CheckpointError, match=r"retired 2026-12-06 .*git worktree add \.\./release-abc1234 abc1234"
+    ):
+        load_model(path)
 
 
 def test_retired_records_are_well_formed_and_not_shipped():

@@ -1,7 +1,8 @@
 """Where the bits of a hierarchical model go: bits per level from real files, and progressive decoding.
 
 Read by ``evaluate.py --compare_bits``. Each level's bits are the length of its stream in the files
-(streams are stored top level first); the header and stream lengths are the file's remaining bytes.
+(streams are stored top level first); the header, stream lengths and a variable-rate file's quality
+field are the file's remaining bytes.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def level_bits(model, bitstreams: Path) -> dict:
     for f in files:
         data = f.read_bytes()
         header, compressed = unpack(data)
-        if len(compressed.streams) != model.L:
-            raise VAEGANError(f"{f} holds {len(compressed.streams)} levels; expected all {model.L}")
-        stream_bits = [8 * len(s) for s in compressed.streams]  # top level first
+        streams = model.level_streams(compressed)  # a variable-rate file's quality field is header
+        if len(streams) != model.L:
+            raise VAEGANError(f"{f} holds {len(streams)} levels; expected all {model.L}")
+        stream_bits = [8 * len(s) for s in streams]  # top level first
         per_level += stream_bits[::-1]
         header_bits += 8 * len(data) - sum(stream_bits)
         pixels += header.size[0] * header.size[1]
@@ -71,7 +73,7 @@ def write_report(analysis: list[dict], out: Path) -> None:
     lines = []
     for a in analysis:
         lines += [
-            f"### {a['checkpoint']}",
+            f"### {a['point']} ({a['checkpoint']})",
             "",
             "| level | scale | bits/image | bpp | share of file |",
             "| --- | --- | --- | --- | --- |",
@@ -119,7 +121,7 @@ def _figure(a: dict, path: Path) -> None:
     right.set_ylabel("PSNR (dB)")
     right.set_title("progressive decoding")
     right.grid(alpha=0.3)
-    fig.suptitle(Path(a["checkpoint"]).name)
+    fig.suptitle(a["point"])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

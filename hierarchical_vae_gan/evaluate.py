@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.cli import run_cli  # noqa: E402
-from common.evaluation import build_parser, evaluate_main  # noqa: E402
+from common.evaluation import build_parser, checkpoint_points, evaluate_main  # noqa: E402
 from hierarchical_vae_gan.bit_allocation import csv_means, level_bits, write_report  # noqa: E402
 
 FAMILY = "hierarchical_vae_gan"
@@ -31,19 +31,20 @@ def main(argv=None) -> int:
         action="store_true",
         help="bits per level and progressive decoding from the top k levels",
     )
-    plan = []  # (checkpoint, model, point name, levels decoded)
+    plan = []  # (checkpoint, rate point, its view, point name, levels decoded)
     parsed = {}  # the arguments evaluate_main parsed
 
     def points_of(args, models):
+        """Each rate point of each checkpoint (a variable-rate one: each quality), and with
+        --compare_bits its decodes from the top k levels too."""
         parsed["args"] = args
         points = []
-        for path, model in zip(args.model_path, models):
-            stem = Path(path).stem
-            levels = range(1, model.L + 1) if args.compare_bits else [model.L]
+        for path, view, name, prefix in checkpoint_points(args, models):
+            levels = range(1, view.L + 1) if args.compare_bits else [view.L]
             for k in levels:
-                name = stem if k == model.L else f"{stem}-top{k}"
-                plan.append((str(path), model, name, k))
-                points.append((path, model.with_levels(k), name))
+                point = name if k == view.L else f"{name}-top{k}"
+                plan.append((str(path), name, view, point, k))
+                points.append((path, view.with_levels(k), point, prefix))
         return points
 
     result, _ = evaluate_main(FAMILY, argv, parser, points_of)
@@ -52,16 +53,16 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.output_dir)
     analysis = []
-    for path, model, name, k in plan:
+    for path, rate_point, model, name, k in plan:
         if k != model.L:
             continue
         progressive = [
-            {"levels": j, **csv_means(out / n / "per_image.csv")} for p, _, n, j in plan if p == path
+            {"levels": j, **csv_means(out / n / "per_image.csv")} for _, r, _, n, j in plan if r == rate_point
         ]
         bits = level_bits(model, out / name / "bitstreams")
         analysis.append({"checkpoint": path, "point": name, "bits": bits, "progressive": progressive})
         print(
-            f"{path}: "
+            f"{name}: "
             + ", ".join(f"level {lv['level']} ({lv['scale']}) {lv['share']:.1%}" for lv in bits["levels"])
             + f", header {bits['header']['share']:.1%} of {bits['bpp']:.4f} bpp"
         )

@@ -4,6 +4,11 @@
 Every flag of :class:`common.training.TrainConfig` and :class:`HierarchicalVAEGANConfig` is available
 (e.g. ``--level_betas 1,1,2``, finest level first); see ``--help``. The rate of each level is logged
 as ``bpp_l<k>`` (l0 = 1/16). The loop itself lives in ``common/training.py``.
+
+The finest level is the β latent, so a three-level model can start from a β checkpoint of the same
+N, M and rate settings: ``--init_from ../beta_vae_gan/pretrained/beta_vae_gan-vr.pth --N 64 --M 96
+--rate_levels 8 --freeze_transforms`` trains the levels above y alone (the shipped recipe is in
+``pretrained/README.md``).
 """
 
 import sys

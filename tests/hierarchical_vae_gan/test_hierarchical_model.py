@@ -8,7 +8,7 @@ from common.bitstream import Compressed
 from common.checkpoint import export_model, load_model
 from common.codec import compress_image, decompress_bytes
 from common.datasets import to_tensor
-from common.errors import VAEGANError
+from common.errors import CorruptFileError, VAEGANError
 from common.layers import pad_to_multiple
 from common.losses import rate_bpp
 from hierarchical_vae_gan.model import HierarchicalVAEGAN, HierarchicalVAEGANConfig
@@ -22,10 +22,18 @@ def tiny_model(seed: int = 0, **kw) -> HierarchicalVAEGAN:
     return HierarchicalVAEGAN(HierarchicalVAEGANConfig(**(TINY_HIER | kw)))
 
 
+def open_merges(m: HierarchicalVAEGAN) -> HierarchicalVAEGAN:
+    """A new level joins through a merge that starts at zero; open it, as training does."""
+    with torch.no_grad():
+        for merge in m.top_down.merge.values():
+            merge.weight.normal_(0, 0.1)
+    return m
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("hier") / "tiny_hier.pth"
-    m = tiny_model().eval()
+    m = open_merges(tiny_model()).eval()
     with torch.no_grad():  # open the attention gates so the test covers them
         for mod in m.modules():
             if hasattr(mod, "gate"):
@@ -39,7 +47,8 @@ def test_training_forward_gives_one_likelihood_per_level_at_its_scale():
     out = m(torch.rand(2, 3, 256, 128))
     assert out.x_hat.shape == (2, 3, 256, 128)
     shapes = {k: tuple(v.shape) for k, v in out.likelihoods.items()}
-    assert shapes == {f"l{i}": (2, 8, 256 // (16 << i), 128 // (16 << i)) for i in range(4)}
+    channels = [8, 16, 16, 16]  # y has M channels, the levels above it N
+    assert shapes == {f"l{i}": (2, channels[i], 256 // (16 << i), 128 // (16 << i)) for i in range(4)}
     assert all(((v > 0) & (v <= 1)).all() for v in out.likelihoods.values())
     disc = m.build_discriminator().eval()  # spectral norm: no power iteration between the two calls
     logits = disc(out.x_hat, out.cond)
@@ -103,20 +112,34 @@ def test_level_betas_weight_each_levels_rate():
 @pytest.mark.parametrize("seed", range(4))
 def test_progressive_reconstruction_sees_only_the_top_levels(seed):
     """The partial decode's gradient reaches the posteriors of the levels it keeps, never the others."""
-    m = tiny_model(num_hierarchies=4, progressive_weight=0.5).train()
+    m = open_merges(tiny_model(num_hierarchies=4, progressive_weight=0.5).train())
     x = torch.rand(1, 3, 128, 128)
     torch.manual_seed(seed)
-    lowest_sent = m.L - int(torch.randint(1, m.L, ()))  # the draw forward makes first
+    kept = int(torch.randint(1, m.L, ()))  # the draw forward makes first: the top `kept` levels
     torch.manual_seed(seed)
     out = m(x)
     x_part, weight = out.extra_reconstructions["progressive"]
     assert weight == 0.5 and x_part.shape == out.x_hat.shape
     assert sorted(out.likelihoods) == [f"l{i}" for i in range(m.L)]  # the full file's rate, as without it
     x_part.square().mean().backward()
-    for level in range(m.L):
-        grad = m.top_down.post[level][0].weight.grad
+    for level in (1, 2):  # the levels between y and the top have posteriors of their own
+        grad = m.top_down.post[str(level)][0].weight.grad
         reached = grad is not None and bool(grad.abs().sum() > 0)
-        assert reached == (level >= lowest_sent), level
+        assert reached == (level >= m.L - kept), level
+
+
+def test_validation_scores_every_progressive_decode_at_its_share_of_the_weight():
+    m = tiny_model(num_hierarchies=4, progressive_weight=0.6).eval()
+    with torch.no_grad():
+        out = m(torch.rand(1, 3, 128, 128))
+        extra = out.extra_reconstructions
+        assert sorted(extra) == ["progressive_top1", "progressive_top2", "progressive_top3"]
+        assert sum(w for _, w in extra.values()) == pytest.approx(0.6)
+        for j in (1, 2, 3):  # each is what a file holding the top j levels decodes to
+            x = torch.rand(1, 3, 128, 128)
+            ref = m.with_levels(j)(x).x_hat
+            assert torch.allclose(m(x).extra_reconstructions[f"progressive_top{j}"][0], ref, atol=1e-6)
+        assert m.with_levels(2)(torch.rand(1, 3, 128, 128)).extra_reconstructions == {}
 
 
 def test_progressive_weight_off_adds_nothing():
@@ -133,7 +156,9 @@ def test_progressive_weight_off_adds_nothing():
         ({"level_betas": "1,2"}, "one per level"),
         ({"level_betas": "1,x,2"}, "comma-separated"),
         ({"level_betas": "1,-1,2"}, ">= 0"),
-        ({"attention_levels": 4}, "attention_levels"),
+        ({"attention_levels": 3}, "attention_levels"),
+        ({"rate_levels": 1}, "rate_levels"),
+        ({"M": 9}, "attention_heads"),
     ],
 )
 def test_bad_configs_get_clear_errors(kw, message):
@@ -144,7 +169,7 @@ def test_bad_configs_get_clear_errors(kw, message):
 def test_a_file_with_more_levels_than_the_model_is_refused(model, rng):
     x = to_tensor(random_image(rng, 64, 64))
     c = model.compress(x)
-    with pytest.raises(ValueError, match="levels"):
+    with pytest.raises(CorruptFileError, match="levels"):
         model.decompress(Compressed(streams=c.streams + [b"\0"], size=c.size))
     with pytest.raises(ValueError, match="levels"):
         model.with_levels(model.L + 1)
@@ -159,6 +184,16 @@ def test_the_decoder_sees_the_rounded_top_latent_in_training_as_in_a_file():
     out = model(torch.rand(2, 3, 64, 64))
     y = seen["y"]
     assert torch.equal(y, torch.round(y)) and y.requires_grad
-    out.x_hat.mean().backward()  # the distortion still trains the top posterior through the rounding
-    top = model.top_down.post[-1]
+    # the finest level's rate (its prior comes from the top) still trains the top encoder through the rounding
+    out.likelihoods["l0"].log2().sum().neg().backward()
+    top = model.down[-1]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in top.parameters())
+
+
+def test_the_comparison_cache_tells_a_top_k_view_from_the_full_model(model):
+    """A cached point of the top 2 levels must never be served for the full model (or the reverse)."""
+    from common.report import point_identity
+
+    keys = [point_identity(model)] + [point_identity(model.with_levels(k)) for k in range(1, model.L + 1)]
+    assert keys[0]["model_id"] == keys[1]["model_id"]  # one checkpoint, so one identity...
+    assert len({str(k) for k in keys[1:]}) == model.L  # ...but a key of its own for every k

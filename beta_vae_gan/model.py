@@ -55,30 +55,17 @@ from common.layers import (
     gdn_synthesis,
     pad_to_multiple,
 )
-from common.variable_rate import VariableRate, anchor_log_gains
+from common.variable_rate import VariableRate, VariableRateConfig, anchor_log_gains
 
 
 @dataclass(frozen=True)
-class BetaVAEGANConfig:
+class BetaVAEGANConfig(VariableRateConfig):
     N: int = option(128, "channels inside the transforms")
     M: int = option(192, "channels of the latent y")
     disc_channels: int = option(64, "width of the discriminator")
-    rate_levels: int = option(
-        0, "variable rate: number of learned rate anchors (quality 1..R, continuous); 0: one fixed rate"
-    )
-    rate_span: float = option(
-        4000.0,
-        "variable rate: ratio of the β the lowest and the highest quality train for (centred on --beta)",
-    )
     gain: str = option(
         "channel", "variable rate: one gain per latent channel, or one scalar step", ("channel", "scalar")
     )
-    rate_balance: float = option(
-        0.0,
-        "variable rate: weight each image's loss by (its beta multiplier)^-b; 0.25 gives the lowest and "
-        "highest rates losses of similar size (else the low rates' larger losses dominate)",
-    )
-
     realism: bool = option(
         False,
         "add a realism-conditioned decoder (decode with --realism 0..1); it trains alone, with the "
@@ -86,12 +73,9 @@ class BetaVAEGANConfig:
     )
 
     def __post_init__(self):
-        if self.rate_levels == 1 or self.rate_levels < 0:
-            raise ValueError(f"rate_levels must be 0 (fixed rate) or at least 2, not {self.rate_levels}")
+        super().__post_init__()
         if self.gain not in ("channel", "scalar"):
             raise ValueError(f"gain must be 'channel' or 'scalar', not {self.gain!r}")
-        if not self.rate_span >= 1:
-            raise ValueError(f"rate_span must be at least 1, not {self.rate_span}")
 
 
 class ConditionalPatchDiscriminator(Discriminator):

@@ -15,10 +15,36 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import dataclass
 
 import torch
 
-from common.errors import CorruptFileError
+from common.cli import option
+from common.errors import CorruptFileError, VAEGANError
+
+
+@dataclass(frozen=True)
+class VariableRateConfig:
+    """The variable-rate settings; a family's config dataclass inherits them (β, hierarchical)."""
+
+    rate_levels: int = option(
+        0, "variable rate: number of learned rate anchors (quality 1..R, continuous); 0: one fixed rate"
+    )
+    rate_span: float = option(
+        4000.0,
+        "variable rate: ratio of the β the lowest and the highest quality train for (centred on --beta)",
+    )
+    rate_balance: float = option(
+        0.0,
+        "variable rate: weight each image's loss by (its beta multiplier)^-b; 0.25 gives the lowest and "
+        "highest rates losses of similar size (else the low rates' larger losses dominate)",
+    )
+
+    def __post_init__(self):  # validated on creation
+        if self.rate_levels == 1 or self.rate_levels < 0:
+            raise VAEGANError(f"--rate_levels must be 0 (fixed rate) or at least 2, not {self.rate_levels}")
+        if not self.rate_span >= 1:
+            raise VAEGANError(f"--rate_span must be at least 1, not {self.rate_span}")
 
 
 def anchor_log_gains(rate_levels: int, rate_span: float) -> torch.Tensor:

@@ -56,11 +56,11 @@ from common.layers import (
     gdn_synthesis,
     pad_to_multiple,
 )
-from common.variable_rate import VariableRate, anchor_log_gains
+from common.variable_rate import VariableRate, VariableRateConfig, anchor_log_gains
 
 
 @dataclass(frozen=True)
-class HierarchicalVAEGANConfig:
+class HierarchicalVAEGANConfig(VariableRateConfig):
     num_hierarchies: int = option(3, "latent levels, at 1/16, 1/32, 1/64, ...")
     N: int = option(128, "channels of the transforms and of the latents above the finest")
     M: int = option(192, "channels of the finest latent y (1/16)")
@@ -76,16 +76,6 @@ class HierarchicalVAEGANConfig:
         0.0, "weight of the distortion of a decode from the top k levels only (k random); 0: off"
     )
     disc_channels: int = option(64, "width of the discriminator")
-    rate_levels: int = option(
-        0, "variable rate: number of learned rate anchors (quality 1..R, continuous); 0: one fixed rate"
-    )
-    rate_span: float = option(
-        4000.0,
-        "variable rate: ratio of the β the lowest and the highest quality train for (centred on --beta)",
-    )
-    rate_balance: float = option(
-        0.0, "variable rate: weight each image's loss by (its beta multiplier)^-b (see the β family)"
-    )
     freeze_transforms: bool = option(
         False,
         "train only the levels above the finest and the priors (g_a, g_s and the finest level's gains "
@@ -93,6 +83,7 @@ class HierarchicalVAEGANConfig:
     )
 
     def __post_init__(self):  # validated on creation
+        super().__post_init__()
         _check(self)
 
 
@@ -123,10 +114,6 @@ def _check(config: HierarchicalVAEGANConfig) -> None:
         )
     if config.N % config.attention_heads or config.M % config.attention_heads:
         raise VAEGANError(f"--N ({config.N}) and --M ({config.M}) must be multiples of --attention_heads")
-    if config.rate_levels == 1 or config.rate_levels < 0:
-        raise VAEGANError(f"--rate_levels must be 0 (fixed rate) or at least 2, not {config.rate_levels}")
-    if not config.rate_span >= 1:
-        raise VAEGANError(f"--rate_span must be at least 1, not {config.rate_span}")
     parse_level_betas(config)
     if not (math.isfinite(config.progressive_weight) and config.progressive_weight >= 0):
         raise VAEGANError(f"--progressive_weight must be finite and >= 0, got {config.progressive_weight}")

@@ -157,10 +157,9 @@ def load_model(path: str | os.PathLike, expect_family: str | None = None, verify
         except (TypeError, ValueError, RuntimeError):
             old = None
         if old is not None and old.get("code_changed"):
-            commit = old["last_commit"]
             raise CheckpointError(
                 f"{path}: a checkpoint retired {old['retired']} (shipped as {old['file']}: {old['why']}); this "
-                f"code cannot load it: use that release's (`git worktree add ../release-{commit} {commit}`)"
+                f"code cannot load it: use that release's (`{zoo.release_checkout(old)}`)"
             ) from None
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")  # the first differing key

@@ -176,10 +176,7 @@ def model_for(data: bytes, model=None):
         if old is not None:
             commit = old["last_commit"]
             if old.get("code_changed"):  # the model's architecture changed too: that release's code
-                how = (
-                    f"decode it with that release: `git worktree add ../release-{commit} {commit}`, then its "
-                    "scripts/codec.py decompress"
-                )
+                how = f"decode it with that release: `{zoo.release_checkout(old)}`, then its scripts/codec.py decompress"
             else:
                 how = f"decode it with that release's file: `git show {commit}:{old['file']} > old.pth`, then --model_path old.pth"
             raise ModelMismatchError(

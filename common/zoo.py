@@ -100,6 +100,12 @@ def retired(model_id: bytes) -> dict | None:
     return None
 
 
+def release_checkout(record: dict) -> str:
+    """The command that checks out the release a retired checkpoint shipped in (its code and files)."""
+    commit = record["last_commit"]
+    return f"git worktree add ../release-{commit} {commit}"
+
+
 def find_by_id(model_id: bytes) -> Path | None:
     for family in FAMILIES:
         for path, mid in shipped(family):

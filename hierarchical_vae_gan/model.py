@@ -140,7 +140,7 @@ class TopDown(nn.Module):
         self.top_in = nn.Sequential(*([SelfAttention2d(N, heads)] if top in attended else []))
         width = 3 * M // 2
         self.up = nn.ModuleList(
-            nn.Sequential(deconv(N if level + 1 == top else M, width if level == 0 else M), _act())
+            nn.Sequential(deconv(N if level + 1 == top else M, width), _act())
             if level == 0
             else nn.Sequential(
                 deconv(N if level + 1 == top else M, M),
@@ -305,7 +305,7 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
         k = self.L if self.training else self.coded_layers()
         weight = self.config.progressive_weight
         # the top j levels a training step's partial decode keeps (drawn first: tests repeat the draw)
-        j_drawn = int(torch.randint(1, self.L, ())) if self.training and weight > 0 else None
+        j = int(torch.randint(1, self.L, ())) if self.training and weight > 0 else None
         gains, beta_scale = None, None
         if self.config.rate_levels:
             gains, beta_scale = self.interpolate_gains(
@@ -339,7 +339,6 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
         if weight > 0 and k == self.L:
             # decode from the top j levels: the state after level L - j, the levels below at prior means
             if self.training:  # one j per step, under one name (the run logs keep their columns)
-                j = j_drawn
                 extra["progressive"] = (self._decode_means(states[self.L - j], self.L - j), weight)
             else:
                 for j in range(1, self.L):
@@ -380,7 +379,7 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
 
     def adopt_weights(self, family: str, config: dict, state: dict, path) -> dict:
         """A β checkpoint's weights under our names (g_a, g_s, hyper-transforms, entropy models and
-        gains): the finest level is the β latent, so a three-level model starts as the β model."""
+        gains): the finest level is the β latent, so a three-level model starts from all of them."""
         if family != "beta_vae_gan":
             return super().adopt_weights(family, config, state, path)
         c = self.config
@@ -459,8 +458,9 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
         return Compressed(streams=streams, size=size), latents
 
     @torch.no_grad()
-    def decode_latents(self, compressed: Compressed) -> tuple[list, torch.Tensor]:
-        """(the decoded latents, top level first, then prior means; y_hat for g_s)."""
+    def decode_latents(self, compressed: Compressed) -> list[torch.Tensor]:
+        """The decoded latents, top level first (prior means for the levels not in the file); the
+        last is y_hat, what g_s reads."""
         quality = self.file_quality(compressed)
         levels = self.level_streams(compressed)
         k = len(levels)
@@ -481,12 +481,12 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
                 latents.append(means)  # not in the file: the prior mean
             if level:
                 d = td.combine(level, c, latents[-1])
-        return latents, latents[-1]
+        return latents
 
     @torch.no_grad()
     def decompress(self, compressed: Compressed) -> torch.Tensor:
         """Decode the levels present (a prefix from the top); the rest take their prior means."""
-        y_hat = self.decode_latents(compressed)[1]
+        y_hat = self.decode_latents(compressed)[-1]
         param = next(self.g_s.parameters())
         x_hat = (self.g_s(y_hat.to(param.device, param.dtype)) + 1) / 2
         return x_hat[..., : compressed.size[0], : compressed.size[1]].clamp(0, 1)

@@ -60,7 +60,7 @@ def test_every_level_stream_decodes_to_the_encoders_latents(model, rng):
     x = to_tensor(random_image(rng, 70, 133))
     compressed, enc = model.encode_latents(x)
     assert len(compressed.streams) == model.L and all(len(s) > 0 for s in compressed.streams)
-    dec, _ = model.decode_latents(compressed)
+    dec = model.decode_latents(compressed)
     assert len(dec) == len(enc) == model.L
     for a, b in zip(enc, dec):
         assert torch.equal(a, b)

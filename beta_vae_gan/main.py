@@ -1,6 +1,6 @@
 """Train a β-VAE-GAN: ``python main.py --output_dir ./output/beta_vae_gan --data_dir ../data --beta 1.0``.
 
-Every flag of :class:`common.training.TrainConfig` and :class:`BetaVAEGANConfig` is available; see
+Every flag of :class:`common.train_config.TrainConfig` and :class:`BetaVAEGANConfig` is available; see
 ``--help``. The loop itself lives in ``common/training.py``.
 """
 

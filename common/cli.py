@@ -28,7 +28,7 @@ def run_cli(main: Callable, argv=None, interrupted: str = "interrupted") -> int:
 def option(default, help: str, choices: tuple[str, ...] = ()):
     """A config dataclass field with its command-line help and allowed values.
 
-    The dataclass stays the one source of every flag: ``common.training.add_dataclass_args`` turns
+    The dataclass stays the one source of every flag: ``common.train_config.add_dataclass_args`` turns
     each field into ``--name`` with this help, the default shown once, and the choices.
     """
     meta = {"help": help, "choices": choices}

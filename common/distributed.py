@@ -104,6 +104,23 @@ def setup(device_flag: str) -> tuple[DistEnv, torch.device]:
     return DistEnv(rank, world, local, control, owns), device
 
 
+def wrap(module: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
+    """``module`` under DistributedDataParallel when data-parallel, else itself.
+
+    Buffers are synchronised after each step instead (:func:`broadcast_buffers`), so that rank 0's
+    coding tables, rebuilt when it saves, never travel."""
+    if not env.enabled:
+        return module
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+    kw = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+    kw["device_ids"] = [device.index] if device.type == "cuda" else None
+    return DDP(module, **kw)
+
+
 def split_batch(global_batch: int, world_size: int) -> int:
     """Per-rank batch: ``--batch_size`` is global, so N ranks see what one process with it sees."""
     if global_batch % world_size:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import time
@@ -30,7 +29,7 @@ from common.cli import HelpFormatter
 from common.codec import compress_image, decompress_bytes
 from common.datasets import file_fingerprints, list_images, load_image, resolve_set, to_tensor
 from common.errors import VAEGANError
-from common.files import atomic_write
+from common.files import atomic_write, json_digest
 from common.layers import pad_to_multiple
 from common.losses import rate_bpp
 from common.metrics import (
@@ -100,7 +99,7 @@ class ReferenceFeatures:
             "weights": FID_WEIGHTS_FILE,
             "files": file_fingerprints(self.files),
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        digest = json_digest(key, 20)
         set_name = Path(self.files[0]).parent.name if self.files else "empty"
         self.path = (
             Path(cache_dir).expanduser() / f"{set_name}-p{patch_size}-{digest}.npz" if cache_dir else None

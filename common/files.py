@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -84,6 +85,12 @@ def write_json(path: str | os.PathLike, obj, *, best_effort: bool = False) -> No
         if not best_effort:
             raise
         print(f"{exc}; result not cached")
+
+
+def json_digest(obj, length: int = 64) -> str:
+    """sha256 (hex, first ``length`` digits) of ``obj`` as sorted JSON: the one key function of every
+    cache (model points, codec sweeps, FID features), so equal inputs always give equal keys."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def read_json(path: str | os.PathLike):

@@ -1,5 +1,5 @@
-"""The loss terms, apart from the loop that weighs them (common/training.py) and from evaluation,
-which measures rates with the same :func:`rate_bpp`.
+"""The loss terms, and :class:`GeneratorLoss`, which weighs them: apart from the loop
+(common/training.py) and from evaluation, which measures rates with the same :func:`rate_bpp`.
 
 Rates are bits per pixel, ``-log2`` of the likelihoods summed; distortion is ``255^2 * MSE`` or
 ``1 - MS-SSIM``; the adversarial terms are the hinge loss, VQGAN's adaptive weight and
@@ -78,3 +78,130 @@ def per_image_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.
     if weights is None:
         return values.mean()
     return (values.reshape(len(values), -1).mean(1) * weights.to(values.dtype)).mean()
+
+
+# --------------------------------------------------------------------------------------------------
+# The generator loss: the terms above, weighed
+
+
+def perceptual_backend(cfg, device: torch.device, say=print) -> tuple[torch.nn.Module | None, str]:
+    """(LPIPS network or None, backend): "none", "lpips-alex" or "disc-feature-matching".
+
+    ``--perceptual auto`` takes LPIPS when its AlexNet weights can be had offline, else says so
+    once and falls back to feature matching on the discriminator, which needs no ImageNet weights.
+    """
+    from common.errors import VAEGANError
+
+    if cfg.lambda_perceptual <= 0:
+        return None, "none"
+    if cfg.perceptual in ("lpips", "auto"):
+        from common.metrics import MetricError, load_lpips
+
+        try:
+            return load_lpips(device, net="alex", on_missing="raise"), "lpips-alex"
+        except MetricError as exc:
+            if cfg.perceptual == "lpips":
+                raise
+            say(f"perceptual loss: LPIPS unavailable, using discriminator feature matching instead ({exc})")
+    if cfg.lambda_adv <= 0:
+        raise VAEGANError(
+            "discriminator feature matching needs a trained discriminator: set --lambda_adv > 0, "
+            "or provide the LPIPS weights, or set --lambda_perceptual 0"
+        )
+    return None, "disc-feature-matching"
+
+
+class GeneratorLoss:
+    """L_G of common/training.py's docstring, for one model's outputs and its discriminator.
+
+    The loop calls it on each batch; validation calls :meth:`rate_distortion` and :meth:`lpips`
+    on each crop, so the validation loss weighs its terms exactly as training does.
+    ``adversarial_weight(loss, g_adv)`` is the loop's (VQGAN's balance, data-parallel aware).
+    """
+
+    def __init__(self, cfg, disc, perceptual_net, backend: str, autocast, adversarial_weight):
+        self.cfg, self.disc, self.net, self.backend = cfg, disc, perceptual_net, backend
+        self.autocast, self.adversarial_weight = autocast, adversarial_weight
+
+    def rate_distortion(
+        self, x: torch.Tensor, out, rate_weights: dict[str, float], clamp: bool = False
+    ) -> tuple[torch.Tensor, dict]:
+        """lambda_d * (D + sum_j v_j D_j) + beta * sum_k w_k R_k, and its terms (detached).
+
+        A variable-rate output (``out.rate_scale``) gives each image its own beta and its own weight
+        in the batch. ``clamp`` scores reconstructions clipped to [0, 1], as a decoded file is."""
+        cfg = self.cfg
+        pixels = x.shape[-2] * x.shape[-1]
+        likelihoods = {k: v.float() for k, v in out.likelihoods.items()}
+        rates = rate_bpp(likelihoods, pixels)
+        x_hat = out.x_hat.float().clamp(0, 1) if clamp else out.x_hat.float()
+        if out.rate_scale is None:
+            rate = sum(rate_weights.get(k, 1.0) * r for k, r in rates.items())
+            dist = distortion(x, x_hat, cfg.distortion)
+            loss = cfg.lambda_d * dist + cfg.beta * rate
+        else:
+            per_image = rate_bpp(likelihoods, pixels, per_image=True)
+            rate = sum(rate_weights.get(k, 1.0) * out.rate_scale * r for k, r in per_image.items())
+            dists = distortion(x, x_hat, cfg.distortion, per_image=True)
+            image_weight = torch.ones_like(dists) if out.image_weight is None else out.image_weight
+            loss = (image_weight * (cfg.lambda_d * dists + cfg.beta * rate)).mean()
+            dist = dists.mean()
+        logs = {
+            "bpp": sum(rates.values()).detach(),
+            "distortion": dist.detach(),
+            **{f"bpp_{k}": v.detach() for k, v in rates.items()},
+        }
+        for name, (x_other, weight) in out.extra_reconstructions.items():
+            x_other = x_other.float().clamp(0, 1) if clamp else x_other.float()
+            d_other = distortion(x, x_other, cfg.distortion)
+            loss = loss + weight * cfg.lambda_d * d_other
+            logs[f"distortion_{name}"] = d_other.detach()
+        with torch.no_grad():
+            mse = F.mse_loss(x_hat.clamp(0, 1), x)
+            logs["psnr"] = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+        return loss, logs
+
+    def __call__(self, x: torch.Tensor, out, rate_weights: dict[str, float], adversarial: bool):
+        """The training loss and its terms as detached 0-d tensors (no host sync)."""
+        cfg = self.cfg
+        loss, logs = self.rate_distortion(x, out, rate_weights)
+        for name, term in out.extra_losses.items():
+            loss = loss + term.float()
+            logs[name] = term.detach().float()
+        fake_features = None
+        if adversarial:
+            with self.autocast():
+                if self.backend == "disc-feature-matching":
+                    fake_features = self.disc.features(out.x_hat, out.cond)
+                    fake_logits = fake_features[-1]
+                else:
+                    fake_logits = self.disc(out.x_hat, out.cond)
+            g_adv = per_image_mean(-fake_logits.float(), out.realism)
+            weight = self.adversarial_weight(loss, g_adv)
+            if weight is not None:
+                logs["adv_weight"] = weight
+            loss = loss + cfg.lambda_adv * (1.0 if weight is None else weight) * g_adv
+            logs["g_adv"] = g_adv.detach()
+        perc = self.perceptual(x, out, fake_features)
+        if perc is not None:
+            loss = loss + cfg.lambda_perceptual * perc.float()
+            logs["perceptual"] = perc.detach().float()
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def lpips(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """LPIPS per image, x and x_hat in [0, 1]."""
+        return self.net(x_hat.float() * 2 - 1, x * 2 - 1)
+
+    def perceptual(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
+        """LPIPS(x_hat, x) (each image weighted by its ``out.realism``); or, while the discriminator
+        trains, L1 between its features of x and x_hat; or None."""
+        if self.backend == "lpips-alex":
+            return per_image_mean(self.lpips(x, out.x_hat), out.realism)
+        if self.backend == "disc-feature-matching" and fake_features is not None:
+            with torch.no_grad(), self.autocast():
+                real_features = self.disc.features(x, out.cond)
+            return feature_matching_loss(
+                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]], out.realism
+            )
+        return None

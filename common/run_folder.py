@@ -1,16 +1,52 @@
 """What a training run keeps in its folder besides checkpoints: the lock that keeps two runs apart,
+the refusal to start over an earlier run (and ``--overwrite``, which sets it aside), config.json,
 the CSV logs, TensorBoard, and the window that averages step logs between two log rows."""
 
 from __future__ import annotations
 
 import csv
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 from common.errors import VAEGANError
+from common.files import write_json
+
+RUN_PARTS = ("checkpoints", "logs", "samples", "config.json")
+
+
+def holds_a_run(out: Path, overwrite: bool) -> bool:
+    """True when ``out`` holds a run that --overwrite asks to set aside; an error without it.
+
+    A new run never overwrites an earlier run's checkpoints (its best_model.pth above all)."""
+    ckpt_dir = Path(out) / "checkpoints"
+    found = [p for p in (ckpt_dir / "latest.pth", ckpt_dir / "best_model.pth") if p.exists()]
+    if found and not overwrite:
+        raise VAEGANError(
+            f"{out} holds a run ({found[0]}): continue it with --resume, start a new one with "
+            "--overwrite (its checkpoints are kept aside), or choose another --output_dir"
+        )
+    return bool(found)
+
+
+def set_aside(out: Path) -> Path:
+    """Move the earlier run's checkpoints, logs, samples and config together into replaced-<time>/."""
+    aside = Path(out) / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for name in RUN_PARTS:
+        if (Path(out) / name).exists():
+            (Path(out) / name).rename(aside / name)
+    return aside
+
+
+def write_run_config(out: Path, config: dict) -> None:
+    """OUTPUT_DIR/config.json: the family and both configs, readable without loading a checkpoint."""
+    (Path(out) / "logs").mkdir(parents=True, exist_ok=True)
+    write_json(Path(out) / "config.json", config)
 
 
 class RunLock:
@@ -132,3 +168,54 @@ def tensorboard(folder: Path):
         return SummaryWriter(str(folder / "tb"))
     except ImportError:  # tensorboard is optional at run time
         return NullWriter()
+
+
+class RunLogs:
+    """logs/train.csv, logs/val.csv and TensorBoard together; on ranks other than 0, nothing."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.start = time.time()
+        folder = Path(out) / "logs"
+        self.writer = tensorboard(folder) if enabled else NullWriter()
+        self.train_csv = CsvLog(folder / "train.csv") if enabled else None
+        self.val_csv = CsvLog(folder / "val.csv") if enabled else None
+
+    def train(self, step: int, epoch: int, means: dict) -> None:
+        if self.enabled:
+            self.train_csv.write(
+                {"step": step, "epoch": epoch, "time_s": round(time.time() - self.start, 1)} | means
+            )
+            for k, v in means.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def val(self, step: int, values: dict) -> None:
+        if self.enabled:
+            self.val_csv.write({"step": step, **values})
+            for k, v in values.items():
+                self.writer.add_scalar(f"val/{k}", v, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class StopSignal:
+    """While entered, Ctrl-C and SIGTERM only set ``requested``: the loop ends its step, saves and
+    stops. Outside the main thread (where handlers cannot be set) it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._old: dict = {}
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old = {}

@@ -24,130 +24,32 @@ resumes on another number of processes. Only rank 0 logs and writes.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import os
 import random
-import signal
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import atomic_save, init_weights, restore_training, training_state
-from common.cli import (  # noqa: F401 - run_cli re-exported for older imports
-    HelpFormatter,
-    option,
-    run_cli,
-)
 from common.datasets import CropDataset, EpochBatches, resolve_set
 from common.errors import VAEGANError
-from common.losses import (
-    adaptive_weight,
-    distortion,
-    feature_matching_loss,
-    hinge_d_loss,
-    per_image_mean,
-    rate_bpp,
+from common.losses import GeneratorLoss, adaptive_weight, hinge_d_loss, per_image_mean, perceptual_backend
+from common.run_folder import (
+    LogWindow,
+    RunLock,
+    RunLogs,
+    StopSignal,
+    holds_a_run,
+    set_aside,
+    write_run_config,
 )
-from common.run_folder import CsvLog, LogWindow, NullWriter, RunLock, tensorboard
-
-DEFAULT_DISTORTION_WEIGHT = {"mse": 0.0067, "ms-ssim": 8.73}
-AMP_CHOICES = ("none", "bf16")
-PERCEPTUAL_CHOICES = ("auto", "lpips", "feature_matching")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    output_dir: str = option("./output", "run folder: checkpoints/, logs/, samples/")
-    data_dir: str = option("../data", "root of the image folders named by --train_sets and --val_sets")
-    train_sets: list[str] = option(["bsds500/train"], "training image folders under --data_dir")
-    val_sets: list[str] = option(["bsds500/val"], "validation image folders under --data_dir")
-    beta: float = option(1.0, "weight of the rate (bits per pixel) in the loss: larger means fewer bits")
-    lambda_adv: float = option(0.1, "weight of the adversarial term; 0 trains a distortion-only model")
-    disc_start: int = option(5000, "step at which the discriminator and the adversarial term start")
-    distortion: str = option("mse", "distortion term of the loss", tuple(DEFAULT_DISTORTION_WEIGHT))
-    distortion_weight: float | None = option(
-        None, "λ_d; none: 0.0067 for mse (β=1 is CompressAI's quality 3), 8.73 for ms-ssim"
-    )
-    lambda_perceptual: float = option(0.0, "weight of the perceptual term (see --perceptual); 0 turns it off")
-    perceptual: str = option(
-        "auto",
-        "perceptual term: LPIPS-AlexNet, discriminator feature matching, or auto (LPIPS when its "
-        "backbone can be had, else feature matching)",
-        PERCEPTUAL_CHOICES,
-    )
-    batch_size: int = option(16, "images per step, over all processes under torchrun")
-    epochs: int = option(100, "passes over the training set (ignored when --max_steps is set)")
-    max_steps: int | None = option(None, "stop after this many steps; also the length of the LR schedule")
-    patch_size: int = option(256, "side of the random training crops, in pixels")
-    lr: float = option(1e-4, "peak learning rate of the model (Adam)")
-    disc_lr: float = option(1e-4, "learning rate of the discriminator (Adam, betas 0.5, 0.9)")
-    warmup_steps: int = option(200, "linear warm-up steps before the cosine decay")
-    min_lr_ratio: float = option(0.05, "the cosine decay ends at this fraction of --lr")
-    clip_grad: float = option(1.0, "gradient-norm clipping; 0 turns it off")
-    val_every: int | None = option(None, "validate every N steps; none: once per epoch")
-    val_images: int = option(24, "validation images (centre crops) per validation")
-    save_every: int = option(500, "write checkpoints/latest.pth every N steps")
-    log_every: int = option(20, "one row of logs/train.csv (and TensorBoard) every N steps")
-    max_nonfinite: int = option(20, "stop after this many consecutive steps with a NaN or inf loss")
-    num_workers: int = option(0, "data-loading worker processes")
-    seed: int = option(0, "seed of every random generator (crops, noise, initial weights)")
-    threads: int | None = option(None, "torch CPU threads; none: torch's default")
-    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
-    overwrite: bool = option(
-        False,
-        "start a new run in an --output_dir that holds one; the old run's checkpoints/, logs/ and "
-        "samples/ are kept in replaced-<time>/",
-    )
-    resume: str | None = option(
-        None, "continue from OUTPUT_DIR/checkpoints/latest.pth or the given checkpoint"
-    )
-    init_from: str | None = option(
-        None, "start from this checkpoint's weights (fresh optimizer and step); fine-tuning"
-    )
-    amp: str = option(
-        "none",
-        "bf16 autocasts transforms and discriminator (entropy models stay float32); pays on GPUs and "
-        "CPUs with bf16 matrix units (Intel AMX), is far slower on others",
-        AMP_CHOICES,
-    )
-    channels_last: bool = option(False, "NHWC memory layout (faster convolutions on recent GPUs)")
-    compile: bool = option(False, "torch.compile the training forward passes")
-
-    def __post_init__(self):
-        """Validated on creation: a run never starts on settings it would fail on later."""
-        for name, allowed in (
-            ("distortion", DEFAULT_DISTORTION_WEIGHT),
-            ("amp", AMP_CHOICES),
-            ("perceptual", PERCEPTUAL_CHOICES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("batch_size", "patch_size", "val_images", "save_every", "log_every", "max_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("epochs", "max_steps", "val_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be at least 1, not {value}")
-        for name in ("lr", "disc_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name} must be positive, not {getattr(self, name)}")
-        for name in ("beta", "lambda_adv", "lambda_perceptual", "clip_grad", "warmup_steps", "disc_start"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must not be negative, not {getattr(self, name)}")
-        if self.distortion_weight is not None and not self.distortion_weight > 0:
-            raise ValueError(f"--distortion_weight must be positive, not {self.distortion_weight}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"--min_lr_ratio must be between 0 and 1, not {self.min_lr_ratio}")
+from common.train_config import TrainConfig, build_parser, split_args
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
@@ -156,58 +58,6 @@ def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> 
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-# --------------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One flag per dataclass field (snake_case, with a kebab-case alias), with the field's help and choices."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        kw = {"dest": f.name, "default": default, "help": f.metadata.get("help")}
-        if f.metadata.get("choices"):
-            kw["choices"] = f.metadata["choices"]
-        if kind.startswith("list"):
-            parser.add_argument(*names, nargs="+", **kw)
-        elif kind.startswith("bool"):
-            parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
-        else:
-            base = kind.split("|")[0].strip()
-            typ = {"int": int, "float": float, "str": str}.get(base, str)
-            parser.add_argument(*names, type=typ, **kw)
-
-
-def build_parser(description: str, model_config_cls) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    add_dataclass_args(parser, TrainConfig, skip=("resume",))
-    parser.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        default=None,
-        help="continue from OUTPUT_DIR/checkpoints/latest.pth (or the given checkpoint)",
-    )
-    group = parser.add_argument_group("model")
-    add_dataclass_args(group, model_config_cls)
-    return parser
-
-
-def split_args(args: argparse.Namespace, model_config_cls) -> tuple[object, TrainConfig]:
-    values = vars(args)
-    model_fields = {f.name for f in dataclasses.fields(model_config_cls)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    try:  # the configs validate themselves: a bad value is a one-line error, not a traceback
-        model_cfg = model_config_cls(**{k: v for k, v in values.items() if k in model_fields})
-        train_cfg = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
-    except ValueError as exc:
-        raise VAEGANError(str(exc)) from None
-    return model_cfg, train_cfg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,7 +70,6 @@ class Trainer:
         self._lock: RunLock | None = None  # taken by fit(), released by close()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.lambda_d = cfg.distortion_weight or DEFAULT_DISTORTION_WEIGHT[cfg.distortion]
         self.dist, self.device = distributed.setup(cfg.device)
         self.is_main = self.dist.is_main
         self.local_batch = distributed.split_batch(cfg.batch_size, self.dist.world_size)
@@ -269,25 +118,18 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val = float("inf")
         self.nonfinite = 0
-        self.perceptual, self.perceptual_backend = self._perceptual_backend()
-        self._replace_old_checkpoints = self.is_main and not cfg.resume and self._holds_a_run()
+        self.perceptual, self.perceptual_backend = perceptual_backend(cfg, self.device, self._print)
+        self.loss = GeneratorLoss(
+            cfg, self.disc, self.perceptual, self.perceptual_backend, self._autocast, self._adversarial_weight
+        )
+        self._replace_old_checkpoints = (
+            self.is_main and not cfg.resume and holds_a_run(self.out, cfg.overwrite)
+        )
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             init_weights(Path(cfg.init_from), self.model, self.disc, self._print)
         self._wrap_for_training()
-
-    def _holds_a_run(self) -> bool:
-        """True when --output_dir holds a run that --overwrite asks to set aside; an error without it.
-
-        A new run never overwrites an earlier run's checkpoints (its best_model.pth above all)."""
-        found = [p for p in (self.ckpt_dir / "latest.pth", self.ckpt_dir / "best_model.pth") if p.exists()]
-        if found and not self.cfg.overwrite:
-            raise VAEGANError(
-                f"{self.out} holds a run ({found[0]}): continue it with --resume, start a new one with "
-                "--overwrite (its checkpoints are kept aside), or choose another --output_dir"
-            )
-        return bool(found)
 
     def _print(self, *args, **kwargs) -> None:
         if self.is_main:
@@ -295,53 +137,14 @@ class Trainer:
 
     def _wrap_for_training(self) -> None:
         """The callables the step runs: DDP and/or compiled wrappers of the same (saved) modules."""
-        cfg = self.cfg
-        self.g_forward, self.d_forward = self.model, self.disc
-        if self.dist.enabled:
-            import inspect
-
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            # Buffers are synchronised after each step instead (distributed.broadcast_buffers), so
-            # that rank 0's coding tables, rebuilt when it saves, never travel.
-            newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
-            kw = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
-            kw["device_ids"] = [self.device.index] if self.device.type == "cuda" else None
-            self.g_forward = DDP(self.model, **kw)
-            self.d_forward = DDP(self.disc, **kw)
-        if cfg.compile:
+        self.g_forward = distributed.wrap(self.model, self.dist, self.device)
+        self.d_forward = distributed.wrap(self.disc, self.dist, self.device)
+        if self.cfg.compile:
             self.g_forward = torch.compile(self.g_forward)
             self.d_forward = torch.compile(self.d_forward)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
-
-    def _perceptual_backend(self) -> tuple[torch.nn.Module | None, str]:
-        """(LPIPS network or None, backend): "none", "lpips-alex" or "disc-feature-matching".
-
-        ``auto`` takes LPIPS when torchvision's AlexNet weights are in the hub cache, else says so
-        once and falls back to feature matching on the discriminator, which needs no ImageNet weights.
-        """
-        cfg = self.cfg
-        if cfg.lambda_perceptual <= 0:
-            return None, "none"
-        if cfg.perceptual in ("lpips", "auto"):
-            from common.metrics import MetricError, load_lpips
-
-            try:
-                return load_lpips(self.device, net="alex", on_missing="raise"), "lpips-alex"
-            except MetricError as exc:
-                if cfg.perceptual == "lpips":
-                    raise
-                self._print(
-                    f"perceptual loss: LPIPS unavailable, using discriminator feature matching instead ({exc})"
-                )
-        if cfg.lambda_adv <= 0:
-            raise VAEGANError(
-                "discriminator feature matching needs a trained discriminator: set --lambda_adv > 0, "
-                "or provide the LPIPS weights, or set --lambda_perceptual 0"
-            )
-        return None, "disc-feature-matching"
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -389,74 +192,13 @@ class Trainer:
 
     # ---- one step -----------------------------------------------------------------------------
 
-    def generator_loss(self, x: torch.Tensor, out, adversarial: bool) -> tuple[torch.Tensor, dict]:
-        """The generator loss and its terms as detached 0-d tensors (no host sync)."""
-        likelihoods = {k: v.float() for k, v in out.likelihoods.items()}
-        rates = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1])
-        weights = self.model.rate_weights()
-        x_hat = out.x_hat.float()
-        if out.rate_scale is None:
-            rate = sum(weights.get(k, 1.0) * r for k, r in rates.items())
-            dist = distortion(x, x_hat, self.cfg.distortion)
-            loss = self.lambda_d * dist + self.cfg.beta * rate
-        else:  # variable rate: each image its own beta, and its own weight in the batch
-            per_image = rate_bpp(likelihoods, x.shape[-2] * x.shape[-1], per_image=True)
-            rate = sum(weights.get(k, 1.0) * out.rate_scale * r for k, r in per_image.items())
-            dists = distortion(x, x_hat, self.cfg.distortion, per_image=True)
-            image_weight = torch.ones_like(dists) if out.image_weight is None else out.image_weight
-            loss = (image_weight * (self.lambda_d * dists + self.cfg.beta * rate)).mean()
-            dist = dists.mean()
-        logs = {
-            "bpp": sum(rates.values()).detach(),
-            "distortion": dist.detach(),
-            **{f"bpp_{k}": v.detach() for k, v in rates.items()},
-        }
-        for name, term in out.extra_losses.items():
-            loss = loss + term.float()
-            logs[name] = term.detach().float()
-        for name, (x_other, weight) in out.extra_reconstructions.items():
-            d_other = distortion(x, x_other.float(), self.cfg.distortion)
-            loss = loss + weight * self.lambda_d * d_other
-            logs[f"distortion_{name}"] = d_other.detach()
-        fake_features = None
-        if adversarial:
-            with self._autocast():
-                if self.perceptual_backend == "disc-feature-matching":
-                    fake_features = self.disc.features(out.x_hat, out.cond)
-                    fake_logits = fake_features[-1]
-                else:
-                    fake_logits = self.disc(out.x_hat, out.cond)
-            g_adv = per_image_mean(-fake_logits.float(), out.realism)
-            weight = 1.0
-            layer = self.model.adaptive_weight_layer()
-            if layer is not None:  # the model asks for VQGAN's balance
-                reduce = (lambda g: distributed.all_reduce_mean(g, self.dist)) if self.dist.enabled else None
-                weight = adaptive_weight(loss, g_adv, layer, reduce=reduce)
-                logs["adv_weight"] = weight
-            loss = loss + self.cfg.lambda_adv * weight * g_adv
-            logs["g_adv"] = g_adv.detach()
-        perc = self.perceptual_loss(x, out, fake_features)
-        if perc is not None:
-            loss = loss + self.cfg.lambda_perceptual * perc.float()
-            logs["perceptual"] = perc.detach().float()
-        with torch.no_grad():
-            mse = F.mse_loss(x_hat.clamp(0, 1), x)
-            logs["psnr"] = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
-        logs["loss"] = loss.detach()
-        return loss, logs
-
-    def perceptual_loss(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
-        """LPIPS(x_hat, x) (each image weighted by its ``out.realism``); or, while the discriminator
-        trains, L1 between its features of x and x_hat; or None."""
-        if self.perceptual_backend == "lpips-alex":
-            return per_image_mean(self.perceptual(out.x_hat.float() * 2 - 1, x * 2 - 1), out.realism)
-        if self.perceptual_backend == "disc-feature-matching" and fake_features is not None:
-            with torch.no_grad(), self._autocast():
-                real_features = self.disc.features(x, out.cond)
-            return feature_matching_loss(
-                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]], out.realism
-            )
-        return None
+    def _adversarial_weight(self, loss: torch.Tensor, g_adv: torch.Tensor) -> torch.Tensor | None:
+        """VQGAN's balance of the adversarial term, for a model that names its layer; else None."""
+        layer = self.model.adaptive_weight_layer()
+        if layer is None:
+            return None
+        reduce = (lambda g: distributed.all_reduce_mean(g, self.dist)) if self.dist.enabled else None
+        return adaptive_weight(loss, g_adv, layer, reduce=reduce)
 
     def train_step(self, x: torch.Tensor) -> dict | None:
         """One generator and one discriminator update; logs as device tensors, or None if skipped.
@@ -476,7 +218,7 @@ class Trainer:
         self.disc.requires_grad_(False)
         with self._autocast():
             out = self.g_forward(x)
-        loss, logs = self.generator_loss(x, out, adversarial)
+        loss, logs = self.loss(x, out, self.model.rate_weights(), adversarial)
         finite = torch.isfinite(loss)
         if self.dist.enabled:
             finite = finite.to(torch.int32)
@@ -542,28 +284,15 @@ class Trainer:
         return totals
 
     def _validation_row(self, model, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        """One image's validation numbers under ``model`` (a view), and its reconstruction."""
+        """One image's validation numbers under ``model`` (a view), and its reconstruction: the
+        training loss's terms on the clamped reconstruction, without the family's extra losses."""
         out = model(x)
-        rates = rate_bpp(out.likelihoods, x.shape[-2] * x.shape[-1])
+        loss, logs = self.loss.rate_distortion(x, out, model.rate_weights(), clamp=True)
         x_hat = out.x_hat.clamp(0, 1)
-        mse = F.mse_loss(x_hat, x)
-        dist = distortion(x, x_hat, self.cfg.distortion)
-        # the training loss's terms: level rate weights, per-image weights, extra reconstructions
-        weights = model.rate_weights()
-        weighted = float(sum(weights.get(k, 1.0) * r for k, r in rates.items()))
-        scale = 1.0 if out.rate_scale is None else float(out.rate_scale.mean())
-        image_weight = 1.0 if out.image_weight is None else float(out.image_weight.mean())
-        for x_other, weight in out.extra_reconstructions.values():
-            dist = dist + weight * distortion(x, x_other.clamp(0, 1), self.cfg.distortion)
-        loss = image_weight * float(self.lambda_d * dist + self.cfg.beta * scale * weighted)
-        row = {
-            "loss": loss,
-            "bpp": float(sum(rates.values())),
-            "psnr": float(10 * torch.log10(1 / mse.clamp_min(1e-10))),
-            **{f"bpp_{k}": float(v) for k, v in rates.items()},
-        }
+        row = {k: float(v) for k, v in logs.items() if k == "psnr" or k.startswith("bpp")}
+        row["loss"] = float(loss)
         if self.perceptual_backend == "lpips-alex":  # the training loss's perceptual term too
-            per_image = self.perceptual(x_hat * 2 - 1, x * 2 - 1)
+            per_image = self.loss.lpips(x, x_hat)
             row["loss"] += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
             row["lpips"] = float(per_image.mean())
         return row, x_hat
@@ -601,40 +330,20 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock = RunLock(self.out)
             if self._replace_old_checkpoints and self.ckpt_dir.exists():
-                # the earlier run's checkpoints, logs and samples, together: the new run's logs start empty
-                aside = self.out / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-                aside.mkdir()
-                for name in ("checkpoints", "logs", "samples", "config.json"):
-                    if (self.out / name).exists():
-                        (self.out / name).rename(aside / name)
+                aside = set_aside(self.out)  # the new run's logs start empty
                 self._print(f"--overwrite: the earlier run (checkpoints, logs, samples) is kept in {aside}")
                 self._replace_old_checkpoints = False
-            (self.out / "logs").mkdir(exist_ok=True)
-            (self.out / "config.json").write_text(
-                __import__("json").dumps(
-                    {
-                        "family": self.model.family,
-                        "model": asdict(self.model.config),
-                        "train": asdict(cfg),
-                        "world_size": self.dist.world_size,
-                    },
-                    indent=2,
-                )
+            write_run_config(
+                self.out,
+                {
+                    "family": self.model.family,
+                    "model": asdict(self.model.config),
+                    "train": asdict(cfg),
+                    "world_size": self.dist.world_size,
+                },
             )
-        writer = tensorboard(self.out / "logs") if main else NullWriter()
-        train_csv = CsvLog(self.out / "logs" / "train.csv") if main else None
-        val_csv = CsvLog(self.out / "logs" / "val.csv") if main else None
+        logs = RunLogs(self.out, main)
         val_every = cfg.val_every or self.batches_per_epoch
-        interrupted = {"flag": False}
-
-        def on_signal(signum, frame):
-            interrupted["flag"] = True
-
-        old = (
-            {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-            if _main_thread()
-            else {}
-        )
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -644,75 +353,64 @@ class Trainer:
             disable=not main,
         )
         window = LogWindow(self.dist)
-        start = time.time()
         last: dict = {}
 
         def flush() -> None:
             nonlocal last
             means = window.flush()
-            if not means:
-                return
-            last = means
-            if main:
+            if means:
+                last = means
                 bar.set_postfix(
                     loss=f"{means['loss']:.3f}", bpp=f"{means['bpp']:.3f}", psnr=f"{means['psnr']:.2f}"
                 )
-                train_csv.write(
-                    {"step": self.step, "epoch": self.epoch, "time_s": round(time.time() - start, 1), **means}
-                )
-                for k, v in means.items():
-                    writer.add_scalar(f"train/{k}", v, self.step)
+                logs.train(self.step, self.epoch, means)
 
         loader = self._loader()
         try:
-            stop = False  # the interrupt as every rank agrees on it, so all stop at the same step
-            while self.step < self.total_steps and not stop:
-                self.sampler.epoch, self.sampler.skip = self.epoch, self.batch_in_epoch
-                for batch in loader:
-                    x = batch.to(self.device, non_blocking=True)
-                    if cfg.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    logs = self.train_step(x)
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    bar.update(1)
-                    window.add(logs, cfg.batch_size)
-                    if self.step % cfg.log_every == 0:
-                        flush()
-                    stop = self.dist.any_true(interrupted["flag"])
-                    if self.step % val_every == 0 or self.step == self.total_steps:
-                        self._validate_and_save(val_csv, writer)
-                    elif self.step % cfg.save_every == 0:
-                        self.save("latest.pth")
-                    if self.step >= self.total_steps or stop:
-                        break
-                else:
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-            flush()
-            if stop:
-                self.save("latest.pth")
-                self._print(
-                    f"\ninterrupted: saved {self.ckpt_dir / 'latest.pth'} at step {self.step}; "
-                    "continue with --resume"
-                )
+            with StopSignal() as signal:
+                stop = False  # the interrupt as every rank agrees on it, so all stop at the same step
+                while self.step < self.total_steps and not stop:
+                    self.sampler.epoch, self.sampler.skip = self.epoch, self.batch_in_epoch
+                    for batch in loader:
+                        x = batch.to(self.device, non_blocking=True)
+                        if cfg.channels_last:
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        window.add(self.train_step(x), cfg.batch_size)
+                        self.step += 1
+                        self.batch_in_epoch += 1
+                        bar.update(1)
+                        if self.step % cfg.log_every == 0:
+                            flush()
+                        stop = self.dist.any_true(signal.requested)
+                        if self.step % val_every == 0 or self.step == self.total_steps:
+                            self._validate_and_save(logs)
+                        elif self.step % cfg.save_every == 0:
+                            self.save("latest.pth")
+                        if self.step >= self.total_steps or stop:
+                            break
+                    else:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                flush()
+                if stop:
+                    self.save("latest.pth")
+                    self._print(
+                        f"\ninterrupted: saved {self.ckpt_dir / 'latest.pth'} at step {self.step}; "
+                        "continue with --resume"
+                    )
         finally:
             bar.close()
-            writer.close()
-            for s, handler in old.items():
-                signal.signal(s, handler)
+            logs.close()
             if main:
                 self._lock.release()
         return last
 
-    def _validate_and_save(self, val_csv, writer) -> None:
+    def _validate_and_save(self, logs: RunLogs) -> None:
         """Rank 0 validates and keeps the best model; the others wait in ``save``."""
         improved = False
         if self.is_main:
             val = self.validate()
-            val_csv.write({"step": self.step, **val})
-            for k, v in val.items():
-                writer.add_scalar(f"val/{k}", v, self.step)
+            logs.val(self.step, val)
             tqdm.write(
                 f"step {self.step}: val loss {val['loss']:.4f} bpp {val['bpp']:.4f} psnr {val['psnr']:.2f}"
             )
@@ -731,12 +429,6 @@ class Trainer:
             lock.release()
             self._lock = None
         self.dist.close(wait)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def train(model_cls, argv=None, description: str | None = None) -> int:

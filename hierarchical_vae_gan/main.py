@@ -1,7 +1,7 @@
 """Train a hierarchical VAE-GAN: ``python main.py --output_dir ./output/hierarchical_vae_gan --data_dir ../data
 --num_hierarchies 3 --beta 1.0 --lambda_adv 0.1``.
 
-Every flag of :class:`common.training.TrainConfig` and :class:`HierarchicalVAEGANConfig` is available
+Every flag of :class:`common.train_config.TrainConfig` and :class:`HierarchicalVAEGANConfig` is available
 (e.g. ``--level_betas 1,1,2``, finest level first); see ``--help``. The rate of each level is logged
 as ``bpp_l<k>`` (l0 = 1/16). The loop itself lives in ``common/training.py``.
 

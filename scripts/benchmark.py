@@ -238,7 +238,8 @@ def time_training(model, device: torch.device, args) -> dict:
     """Seconds per generator + discriminator step (adversarial on) of the real training loop."""
     from PIL import Image
 
-    from common.training import TrainConfig, Trainer
+    from common.train_config import TrainConfig
+    from common.training import Trainer
 
     size, batch = args.train_size, args.train_batch
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ TINY_BETA = {"N": 16, "M": 24, "disc_channels": 8}
 def tiny_train_config(data_dir: Path, out: Path, **kw):
     """A TrainConfig for a few CPU steps on :func:`make_image_splits` folders ("train", "val"):
     64 px crops, batch 2, a log row every step, one thread; ``kw`` overrides or adds fields."""
-    from common.training import TrainConfig
+    from common.train_config import TrainConfig
 
     base = dict(
         output_dir=str(out),
@@ -89,6 +89,24 @@ def random_image(rng, h: int, w: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(base).resize((w, h), Image.BILINEAR))
+
+
+def poison_loss(trainer, when) -> None:
+    """Make the trainer's generator loss NaN at the steps where ``when()`` is true (validation,
+    which reads the loss's other methods, is left alone)."""
+
+    class Poisoned:
+        def __init__(self, real):
+            self.real = real
+
+        def __call__(self, *args, **kwargs):
+            loss, logs = self.real(*args, **kwargs)
+            return (loss * float("nan") if when() else loss), logs
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    trainer.loss = Poisoned(trainer.loss)
 
 
 def make_image_splits(root: Path, counts: dict[str, int], size: tuple[int, int], seed: int = 0) -> Path:

@@ -1,6 +1,6 @@
 """Train a VQ-VAE-GAN: ``python main.py --output_dir ./output/vq_vae_gan --data_dir ../data --num_embeddings 512``.
 
-Every flag of :class:`common.training.TrainConfig` and :class:`VQVAEGANConfig` is available; see
+Every flag of :class:`common.train_config.TrainConfig` and :class:`VQVAEGANConfig` is available; see
 ``--help``. The loop itself lives in ``common/training.py``.
 """
 

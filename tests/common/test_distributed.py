@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 from common.checkpoint import read_checkpoint
 from common.distributed import split_batch
 from common.errors import VAEGANError
-from common.training import TrainConfig, Trainer
+from common.train_config import TrainConfig
+from common.training import Trainer
 from tests.conftest import make_image_splits, tiny_train_config
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from common import evaluation, report, training
+from common import evaluation, report, train_config
 from common.registry import model_class
 from tests.conftest import ROOT
 
@@ -44,7 +44,7 @@ def _check(parser: argparse.ArgumentParser, text: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_training_help_explains_every_flag(family):
-    parser = training.build_parser("t", model_class(family).Config)
+    parser = train_config.build_parser("t", model_class(family).Config)
     text = parser.format_help()
     _check(parser, text)
     for flag, values in {

@@ -65,6 +65,8 @@ def test_the_validation_loss_weighs_level_rates_as_the_training_loss_does(data_d
         out = trainer.model.eval()(x)
     rates = rate_bpp(out.likelihoods, 64 * 64)
     weighted = 0 * rates["l0"] + 1 * rates["l1"] + 4 * rates["l2"]
-    expected = trainer.lambda_d * distortion(x, out.x_hat.clamp(0, 1), "mse") + trainer.cfg.beta * weighted
+    expected = (
+        trainer.cfg.lambda_d * distortion(x, out.x_hat.clamp(0, 1), "mse") + trainer.cfg.beta * weighted
+    )
     assert stats["loss"] == pytest.approx(float(expected), rel=1e-5)
     assert stats["bpp"] == pytest.approx(float(sum(rates.values())), rel=1e-5)

@@ -20,7 +20,7 @@ from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import read_checkpoint
 from common.errors import VAEGANError
 from common.training import Trainer
-from tests.conftest import ROOT, make_image_splits, tiny_train_config
+from tests.conftest import ROOT, make_image_splits, poison_loss, tiny_train_config
 
 ENV = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1")
 MAX_STEPS = 120  # long enough that a random kill lands mid-run even on a fast machine
@@ -200,13 +200,7 @@ def _trainer(data_dir: Path, out: Path, **kw) -> Trainer:
 
 
 def _poison(trainer: Trainer, bad_steps) -> None:
-    real = trainer.generator_loss
-
-    def generator_loss(x, out, adversarial):
-        loss, logs = real(x, out, adversarial)
-        return (loss * float("nan") if trainer.step in bad_steps else loss), logs
-
-    trainer.generator_loss = generator_loss
+    poison_loss(trainer, lambda: trainer.step in bad_steps)
 
 
 def test_non_finite_losses_are_skipped_and_logged(data_dir, tmp_path, capsys):

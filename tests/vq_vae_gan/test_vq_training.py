@@ -8,7 +8,7 @@ import torch
 from common.checkpoint import load_model
 from common.losses import adaptive_weight
 from common.training import Trainer
-from tests.conftest import make_image_splits, tiny_train_config
+from tests.conftest import make_image_splits, poison_loss, tiny_train_config
 from vq_vae_gan.model import VQVAEGAN, VQVAEGANConfig
 
 TINY_VQ = {"num_embeddings": 16, "embedding_dim": 8, "channels": 8, "disc_channels": 4}
@@ -56,13 +56,13 @@ def test_a_skipped_step_leaves_the_codebooks_alone_and_a_taken_one_moves_them(da
     torch.manual_seed(0)
     trainer = Trainer(VQVAEGAN, VQVAEGANConfig(**TINY_VQ), cfg)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    real = trainer.generator_loss
-    trainer.generator_loss = lambda x, out, adv: (real(x, out, adv)[0] * float("nan"), real(x, out, adv)[1])
+    real = trainer.loss
+    poison_loss(trainer, lambda: True)
     with pytest.raises(VAEGANError, match="2 non-finite losses"):
         trainer.fit()
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    trainer.generator_loss = real
+    trainer.loss = real
     x = torch.rand(2, 3, 64, 64)
     assert trainer.train_step(x) is not None
     assert not torch.equal(

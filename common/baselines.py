@@ -12,7 +12,7 @@ along the list. Every encoder runs single-threaded so encoding times compare acr
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
 import json
 import os
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from common.datasets import file_fingerprints, load_image
 from common.errors import VAEGANError
 from common.evaluation import finish_patch_fid
-from common.files import write_json
+from common.files import json_digest, write_json
 from common.metrics import PatchFID, file_bpp, score_image
 
 CACHE_VERSION = 2  # bump when scoring changes, so every cached sweep is recomputed
@@ -261,6 +261,16 @@ def get_codec(name: str) -> ClassicalCodec:
     return CODECS[name]
 
 
+def spread(items: Sequence, n: int | None) -> list:
+    """At most ``n`` of ``items``, evenly spaced from the first to the last (all when n is None)."""
+    items = list(items)
+    if n is None or n >= len(items):
+        return items
+    if n == 1:
+        return items[-1:]
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
 def available_codecs() -> list[str]:
     """Names of the codecs whose libraries are installed here."""
     names = []
@@ -380,7 +390,7 @@ def sweep_key(codec: ClassicalCodec, files: list[Path]) -> str:
         "qualities": list(codec.qualities),
         "files": file_fingerprints(files),
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return json_digest(key)
 
 
 def sweep_cached(
@@ -391,6 +401,7 @@ def sweep_cached(
     lpips_model=None,
     fid_reference=None,
     published: Sequence[str | os.PathLike] = (),
+    max_points: int | None = None,
 ) -> dict:
     """:func:`sweep`, read from ``<cache_dir>/<name>.json`` when nothing that decides its numbers changed.
 
@@ -407,8 +418,11 @@ def sweep_cached(
     ``scripts/run_baselines.py`` writes, e.g. ``results/kodak/``) in one of the ``published``
     folders is as good as the cache when they match: reproducing a committed comparison then
     skips an hour of codec FID sweeps, and a changed library version or image byte still reruns.
+    ``max_points`` sweeps only that many of the codec's qualities, evenly spread (:func:`spread`).
     """
     codec = get_codec(name)
+    if max_points is not None:  # fewer qualities: another key, so never mixed with the full sweep
+        codec = dataclasses.replace(codec, qualities=tuple(spread(codec.qualities, max_points)))
     key = sweep_key(codec, files)
     wanted = _metric_names(lpips_model, fid_reference)
     folder = Path(cache_dir).expanduser()

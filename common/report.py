@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,13 +27,13 @@ import numpy as np
 from PIL import Image
 
 from common import plots
-from common.baselines import encode_decode, get_codec
+from common.baselines import encode_decode, get_codec, spread
 from common.checkpoint import load_model
 from common.cli import HelpFormatter
 from common.datasets import KNOWN_SETS, file_fingerprints, list_images, load_image, resolve_set
 from common.errors import CheckpointError, DataError, VAEGANError
 from common.evaluation import add_lpips_net_flag, compressai_json, evaluate_checkpoint
-from common.files import atomic_write, read_json, write_json
+from common.files import atomic_write, json_digest, read_json, write_json
 from common.metrics import file_bpp, psnr
 from common.rd import load_curve
 from common.registry import FAMILIES
@@ -43,6 +42,8 @@ from common.zoo import shipped
 CACHE_VERSION = 2  # bump when the evaluation of a model point changes
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 DEFAULT_ANCHORS = ("hevc", "jpeg420")
+SAMPLE_SET = "sample_images"  # the fallback set's folder name, under --cache_dir
+SAMPLE_RATE_POINTS = 5  # the sample photos are a first look: half the points, half the minutes
 # (file stem, metric, x range or None, title)
 FIGURES = (
     ("rd_psnr", "psnr-rgb", None, "PSNR vs rate"),
@@ -94,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", nargs="+", default=[], help="extra CompressAI JSON curves to overlay")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--no_fid", "--no-fid", dest="no_fid", action="store_true", help="skip patch FID/KID")
+    p.add_argument(
+        "--rate_points",
+        "--rate-points",
+        dest="rate_points",
+        type=int,
+        default=None,
+        help=f"at most N rate points per checkpoint and per codec, evenly spread over its range; "
+        f"default: all of them, or {SAMPLE_RATE_POINTS} on the sample photos (a quick first look)",
+    )
     add_lpips_net_flag(p)
     p.add_argument(
         "--cache_dir",
@@ -163,7 +173,7 @@ def resolve_files(args, cache_root: Path) -> tuple[list[Path], str, list[str]]:
         except DataError as exc:
             if args.dataset.lower() not in KNOWN_SETS:
                 raise
-            folder = sample_images(cache_root / "sample_images")
+            folder = sample_images(cache_root / SAMPLE_SET)
             notes.append(f"{exc}; using scikit-image's {len(SAMPLE_PHOTOS)} sample photos ({folder}) instead")
             print(notes[-1])
     files = list_images(folder)
@@ -233,7 +243,8 @@ def load_results_file(path: str) -> dict:
 
 
 def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:24]
+    """A model point's or an image set's cache key (24 hex digits, as the cache folders are named)."""
+    return json_digest(obj, 24)
 
 
 def metrics_signature(lpips_model, fid_reference) -> dict:
@@ -271,11 +282,14 @@ def model_curve(
     fid_reference,
     progress: bool,
     variant: str = "",
+    max_points: int | None = None,
 ) -> dict:
-    """A family's CompressAI curve; each point evaluated once per (model identity, stages, files, metrics)."""
+    """A family's CompressAI curve; each point evaluated once per (model identity, stages, files, metrics).
+
+    ``max_points``: at most that many of each checkpoint's rate points, evenly spread over its range."""
     points = []
     for path, model in checkpoints:
-        for view, name in rate_points(path, model, variant):
+        for view, name in spread(rate_points(path, model, variant), max_points):
             key = digest(
                 {
                     "version": CACHE_VERSION,

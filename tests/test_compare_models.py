@@ -258,3 +258,27 @@ def test_the_report_says_which_images_it_shows(compared):
     sets = [(f.name, None, []) for f in report.choose_images(files, None)]
     assert report_html.images_shown(sets, 24).startswith("2 of the 24 images (kodim01.png, kodim02.png)")
     assert "--crop_images all" in report_html.images_shown(sets, 24)
+
+
+def test_spread_keeps_both_ends_and_spaces_the_rest():
+    assert baselines.spread(range(14), 5) == [0, 3, 6, 10, 13]
+    assert baselines.spread([1, 2, 3], 5) == [1, 2, 3] and baselines.spread([1, 2], None) == [1, 2]
+
+
+def test_rate_points_thins_every_curve_and_keys_its_own_cache(compared, tmp_path, capsys):
+    """The first command's quick look: fewer points per codec and per checkpoint (and timed steps)."""
+    args, _ = compared
+    out = tmp_path / "out"
+    thin = [a if a != str(compared[1]) else str(out) for a in args] + ["--rate_points", "3"]
+    assert run_cli(compare_models.main, thin) == 0
+    assert "time: " in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    full = json.loads((compared[1] / "summary.json").read_text())
+    for curve in summary["curves"]:
+        if curve["kind"] == "codec":
+            assert len(curve["results"]["bpp"]) == 3
+            other = next(c for c in full["curves"] if c["id"] == curve["id"])
+            assert len(other["results"]["bpp"]) > 3 and curve["sweep"]["key"] != other["sweep"]["key"]
+    assert summary["seconds"] and all(v >= 0 for v in summary["seconds"].values())
+    assert run_cli(compare_models.main, thin[:-1] + ["1"]) == 2
+    assert "--rate_points must be at least 2" in capsys.readouterr().err

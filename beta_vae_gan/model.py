@@ -22,6 +22,12 @@ t = (q - 1) / (R - 1): low q trades bits for distortion like a large beta. The f
 (a 2-byte stream, in thousandths) so the decoder needs nothing but the file. ``--gain scalar``
 learns one step per anchor instead of one per channel (QVRF-like, Tong et al. 2023).
 
+Spatial context (``--context checkerboard``, He et al. 2021): y is coded in two passes, first the
+anchors (half the positions, a checkerboard) under the hyperprior's (mu, sigma), then the rest under
+(mu, sigma) refined from the decoded anchors around them; the file holds the two halves as two
+streams. It starts as the hyperprior alone, so ``--init_from`` a trained model with
+``--train_part context`` (then ``entropy``) trains it and leaves the decoder as it was.
+
 Decode-time realism (``--realism``, after Agustsson et al. 2023, "Multi-realism image compression
 with a conditional generator"): residual blocks added to g_s at each of its scales, each modulated
 by the realism weight w in [0, 1] (Fourier features -> MLP -> FiLM and a gate) and scaled by w, so
@@ -43,7 +49,7 @@ from torch import nn
 from common.bitstream import Compressed
 from common.cli import option
 from common.contract import CompressionModel, Discriminator, ModelOutput
-from common.entropy import EntropyBottleneck, GaussianConditional
+from common.entropy import CheckerboardContext, EntropyBottleneck, GaussianConditional, checkerboard
 from common.errors import CorruptFileError
 from common.layers import (
     ConditionedResidual,
@@ -71,11 +77,30 @@ class BetaVAEGANConfig(VariableRateConfig):
         "add a realism-conditioned decoder (decode with --realism 0..1); it trains alone, with the "
         "encoder, entropy model and base decoder frozen: start from a β checkpoint with --init_from",
     )
+    context: str = option(
+        "none",
+        "spatial context of y's prior: none (the hyperprior alone) or checkerboard (two passes, He et "
+        "al. 2021: half of y is coded with what the other half tells)",
+        ("none", "checkerboard"),
+    )
+    train_part: str = option(
+        "all",
+        "what trains: all; entropy (h_a, h_s, priors, context, z gains; g_a, g_s and y's gains frozen, so "
+        "the decoder stays as it is); context (the checkerboard context alone). The last two start from a "
+        "trained model (--init_from)",
+        ("all", "entropy", "context"),
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.gain not in ("channel", "scalar"):
             raise ValueError(f"gain must be 'channel' or 'scalar', not {self.gain!r}")
+        if self.context not in ("none", "checkerboard"):
+            raise ValueError(f"context must be 'none' or 'checkerboard', not {self.context!r}")
+        if self.train_part not in ("all", "entropy", "context"):
+            raise ValueError(f"train_part must be all, entropy or context, not {self.train_part!r}")
+        if self.train_part == "context" and self.context == "none":
+            raise ValueError("--train_part context needs a context: add --context checkerboard")
 
 
 class ConditionalPatchDiscriminator(Discriminator):
@@ -160,6 +185,8 @@ class BetaVAEGAN(VariableRate, CompressionModel):
             self.log_hyper_inverse_gain = nn.Parameter(torch.zeros(R, hyper_width))
         if config.realism:
             self.realism_decoder = RealismDecoder(M, N)
+        if config.context == "checkerboard":
+            self.context_model = CheckerboardContext(M)
         self.quality: float | None = None  # runtime setting (see at_quality); not in the weights
         self.realism: float | None = None  # runtime setting (see at_realism); not in the weights
 
@@ -182,6 +209,11 @@ class BetaVAEGAN(VariableRate, CompressionModel):
     def trainable_parameters(self) -> list[nn.Parameter]:
         if self.config.realism:  # fine-tuning the realism decoder alone keeps the files as they are
             return list(self.realism_decoder.parameters())
+        if self.config.train_part == "context":
+            return list(self.context_model.parameters())
+        if self.config.train_part == "entropy":  # the entropy model alone: the decoder stays as it is
+            frozen = ("g_a.", "g_s.", "log_gain", "log_inverse_gain")
+            return [p for k, p in self.named_parameters() if not k.startswith(frozen)]
         return list(self.parameters())
 
     def coding_state(self) -> dict[str, torch.Tensor]:
@@ -206,8 +238,21 @@ class BetaVAEGAN(VariableRate, CompressionModel):
                 module.eval()
         return self
 
+    def _y_prior(self, y_g, scales, means, g=1.0, ig=1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, likelihoods) of y (times its gain g) under the Gaussian prior; with a checkerboard
+        context in two passes: the anchors' y_hat (times ig, as the decoder sees it) refine the others'
+        (sigma, mu). Training sees the rounded anchors, as the decoder does."""
+        if self.config.context == "none":
+            return self.gaussian_conditional(y_g, scales * g, means * g)
+        anchors_hat, _ = self.gaussian_conditional(y_g, scales * g, means * g)
+        scales, means = self.context_model(anchors_hat * ig, scales, means)
+        return self.gaussian_conditional(y_g, scales * g, means * g)
+
     def _synthesize(self, y_hat: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """x_hat in [0, 1]-ish from y_hat; ``w`` (B,) the realism per image, None or all 0: g_s alone."""
+        if self.config.train_part != "all" and self.training:
+            # the frozen decoder gives the entropy model no gradient: skip its backward pass
+            y_hat = y_hat.detach()
         if w is None or not bool((w != 0).any()):
             return (self.g_s(y_hat) + 1) / 2
         return (self.realism_decoder(self.g_s, y_hat, w) + 1) / 2
@@ -248,7 +293,7 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         if not self.config.rate_levels:
             z_hat, z_likelihoods = self.entropy_bottleneck(z)
             scales, means = self.h_s(z_hat).chunk(2, dim=1)
-            y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means)
+            y_hat, y_likelihoods = self._y_prior(y, scales, means)
             return ModelOutput(
                 x_hat=self._synthesize(y_hat, w),
                 likelihoods={"y": y_likelihoods, "z": z_likelihoods},
@@ -258,7 +303,7 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         (g, ig, hg, ihg), beta_scale = self._gains(self.forward_qualities(x.shape[0], x.device))
         z_hat_g, z_likelihoods = self.entropy_bottleneck(z * hg)
         scales, means = self.h_s(z_hat_g * ihg).chunk(2, dim=1)
-        y_hat_g, y_likelihoods = self.gaussian_conditional(y * g, scales * g, means * g)
+        y_hat_g, y_likelihoods = self._y_prior(y * g, scales, means, g, ig)
         y_hat = y_hat_g * ig
         return ModelOutput(
             x_hat=self._synthesize(y_hat, w),
@@ -282,6 +327,45 @@ class BetaVAEGAN(VariableRate, CompressionModel):
             scales, means = h_s(z_hat.double().cpu()).chunk(2, dim=1)
         return scales, means
 
+    def _code_y(self, y_g: torch.Tensor, scales, means, g=1.0, ig=1.0) -> tuple[list[bytes], torch.Tensor]:
+        """y (float64, times its gain g) as streams: one, or with a context the anchors then the rest."""
+        if self.config.context == "none":
+            y_string, y_hat_g = self.gaussian_conditional.compress(y_g, scales * g, means * g)
+            return [y_string], y_hat_g
+        anchor = checkerboard(*y_g.shape[-2:])
+        s, m = scales * g, means * g
+        a_string, a_hat = self.gaussian_conditional.compress(y_g[..., anchor], s[..., anchor], m[..., anchor])
+        y_hat_g = torch.zeros_like(y_g)
+        y_hat_g[..., anchor] = a_hat
+        with torch.no_grad():
+            scales, means = self.context_model.coding_copy()(y_hat_g * ig, scales, means)
+        s, m = scales * g, means * g
+        rest = ~anchor
+        r_string, r_hat = self.gaussian_conditional.compress(y_g[..., rest], s[..., rest], m[..., rest])
+        y_hat_g[..., rest] = r_hat
+        return [a_string, r_string], y_hat_g
+
+    def _decode_y(self, strings: list[bytes], shape, scales, means, g=1.0, ig=1.0) -> torch.Tensor:
+        """The inverse of :meth:`_code_y`: y_hat times its gain, float64 on the CPU."""
+        s, m = (scales * g).expand(shape), (means * g).expand(shape)
+        if self.config.context == "none":
+            return self.gaussian_conditional.decompress(strings[0], s, m)
+        anchor = checkerboard(*shape[-2:])
+        y_hat_g = torch.zeros(shape, dtype=torch.float64)
+        y_hat_g[..., anchor] = self.gaussian_conditional.decompress(
+            strings[0], s[..., anchor], m[..., anchor]
+        )
+        with torch.no_grad():
+            scales, means = self.context_model.coding_copy()(y_hat_g * ig, scales, means)
+        s, m = (scales * g).expand(shape), (means * g).expand(shape)
+        rest = ~anchor
+        y_hat_g[..., rest] = self.gaussian_conditional.decompress(strings[1], s[..., rest], m[..., rest])
+        return y_hat_g
+
+    @property
+    def y_streams(self) -> int:
+        return 1 if self.config.context == "none" else 2
+
     @torch.no_grad()
     def compress(self, x: torch.Tensor) -> Compressed:
         size = tuple(x.shape[-2:])
@@ -290,20 +374,22 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         if not self.config.rate_levels:
             z_string, z_hat = self.entropy_bottleneck.compress(z)
             scales, means = self._entropy_parameters(z_hat)
-            y_string, _ = self.gaussian_conditional.compress(y, scales, means)
-            return Compressed(streams=[y_string, z_string], size=size)
+            y_strings, _ = self._code_y(y.double().cpu(), scales, means)
+            return Compressed(streams=[*y_strings, z_string], size=size)
         quality = self._quality()
-        g, _, hg, ihg = self.coding_gains(self._gain_tables(), quality)
+        g, ig, hg, ihg = self.coding_gains(self._gain_tables(), quality)
         z_string, z_hat_g = self.entropy_bottleneck.compress(z.double().cpu() * hg)
         scales, means = self._entropy_parameters(z_hat_g * ihg)
-        y_string, _ = self.gaussian_conditional.compress(y.double().cpu() * g, scales * g, means * g)
-        return Compressed(streams=[self.quality_stream(quality), y_string, z_string], size=size)
+        y_strings, _ = self._code_y(y.double().cpu() * g, scales, means, g, ig)
+        return Compressed(streams=[self.quality_stream(quality), *y_strings, z_string], size=size)
 
     def file_quality(self, compressed: Compressed) -> float | None:
         """The quality a variable-rate file was written at (None for a fixed-rate model's file)."""
         if not self.config.rate_levels:
             return None
-        return self.read_quality(compressed.streams[0] if len(compressed.streams) == 3 else b"")
+        return self.read_quality(
+            compressed.streams[0] if len(compressed.streams) == self.y_streams + 2 else b""
+        )
 
     @torch.no_grad()
     def decompress(self, compressed: Compressed) -> torch.Tensor:
@@ -311,17 +397,18 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         zh, zw = math.ceil(h / self.pad_multiple), math.ceil(w / self.pad_multiple)  # z is 1/pad_multiple
         quality = self.file_quality(compressed)
         streams = compressed.streams[1:] if quality is not None else compressed.streams
-        if len(streams) != 2:
+        if len(streams) != self.y_streams + 1:
             raise CorruptFileError(f"file is damaged (it holds {len(compressed.streams)} streams)")
-        y_string, z_string = streams
+        *y_strings, z_string = streams
         z_hat = self.entropy_bottleneck.decompress(z_string, (1, self.config.N, zh, zw))
+        y_shape = (1, self.config.M, zh * 4, zw * 4)
         if quality is None:
             scales, means = self._entropy_parameters(z_hat)
-            y_hat = self.gaussian_conditional.decompress(y_string, scales, means)
+            y_hat = self._decode_y(y_strings, y_shape, scales, means)
         else:
             g, ig, _, ihg = self.coding_gains(self._gain_tables(), quality)
             scales, means = self._entropy_parameters(z_hat * ihg)
-            y_hat = self.gaussian_conditional.decompress(y_string, scales * g, means * g) * ig
+            y_hat = self._decode_y(y_strings, y_shape, scales, means, g, ig) * ig
         param = next(self.g_s.parameters())
         y_hat = y_hat.to(param.device, param.dtype)
         realism = None if not self.realism else torch.full((1,), float(self.realism), device=param.device)

@@ -444,6 +444,63 @@ class GaussianConditional(EntropyModel):
 
 
 # --------------------------------------------------------------------------------------------------
+# Spatial context: the checkerboard
+
+
+def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
+    """(h, w) bool, True at the anchors ((i + j) even): the half of the positions coded first."""
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
+    return (i + j) % 2 == 0
+
+
+class CheckerboardContext(nn.Module):
+    """The two-pass spatial context of He et al. 2021 ("Checkerboard context model for efficient
+    learned image compression") for a mean-scale Gaussian prior.
+
+    The anchors (half the positions, :func:`checkerboard`) are coded with the hyperprior's
+    (sigma, mu); every other position with (sigma, mu) refined from the decoded anchors around it (a
+    5x5 convolution whose kernel reads only anchors) and the hyperprior's own. Decoding stays
+    parallel: two passes, not one per position as in a raster-scan context. The refinement's last
+    layer starts at zero, so an untrained context is the hyperprior alone, and a trained model can
+    gain one without changing anything else (``--init_from`` with the transforms frozen).
+
+    Both coder and decoder run it in float64 on the CPU (:meth:`coding_copy`): they must derive
+    identical scale-table indexes, as with ``h_s``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        C = channels
+        self.context = nn.Conv2d(C, 2 * C, 5, padding=2)
+        d = torch.arange(5) - 2
+        self.register_buffer("kernel_mask", ((d[:, None] + d[None, :]) % 2 == 1).float(), persistent=False)
+        self.refine = nn.Sequential(
+            nn.Conv2d(4 * C, 3 * C, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(3 * C, 2 * C, 1)
+        )
+        nn.init.zeros_(self.refine[-1].weight)
+        nn.init.zeros_(self.refine[-1].bias)
+
+    def forward(self, anchors_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor):
+        """(scales, means) of every position: the hyperprior's at the anchors, refined elsewhere.
+
+        ``anchors_hat`` holds the decoded anchors (the other positions are ignored, set to 0 here)."""
+        anchor = checkerboard(*anchors_hat.shape[-2:], anchors_hat.device)
+        weight = self.context.weight * self.kernel_mask.to(self.context.weight.dtype)
+        ctx = F.conv2d(anchors_hat * anchor, weight, self.context.bias, padding=2)
+        params = torch.cat([scales, means], dim=1)
+        refined_scales, refined_means = (params + self.refine(torch.cat([params, ctx], dim=1))).chunk(
+            2, dim=1
+        )
+        return torch.where(anchor, scales, refined_scales), torch.where(anchor, means, refined_means)
+
+    def coding_copy(self) -> CheckerboardContext:
+        import copy
+
+        return copy.deepcopy(self).double().cpu()
+
+
+# --------------------------------------------------------------------------------------------------
 # Categorical prior over discrete indices
 
 

@@ -391,6 +391,11 @@ class HierarchicalVAEGAN(VariableRate, CompressionModel):
                 f"N, M, rate_levels, rate_span (β: {have}, channel gains; flags: {want}, "
                 f"{c.num_hierarchies} levels)"
             )
+        if config.get("context", "none") != "none":
+            raise CheckpointError(
+                f"{path}: this β model codes y with a {config['context']} context, which the hierarchical "
+                "model has no place for; start from a β checkpoint without one (--context none)"
+            )
         out = {}
         for key, value in state.items():
             if key.startswith("realism_decoder."):

@@ -126,6 +126,7 @@ def main(argv=None) -> int:
                         fid_reference,
                         progress,
                         variant,
+                        max_points,
                     )
                 )
     for name in codecs:

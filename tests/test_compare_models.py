@@ -267,13 +267,21 @@ def test_spread_keeps_both_ends_and_spaces_the_rest():
 
 def test_rate_points_thins_every_curve_and_keys_its_own_cache(compared, tmp_path, capsys):
     """The first command's quick look: fewer points per codec and per checkpoint (and timed steps)."""
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from common.checkpoint import export_model
+
     args, _ = compared
     out = tmp_path / "out"
+    variable = tmp_path / "variable.pth"  # four rate points
+    export_model(BetaVAEGAN(BetaVAEGANConfig(N=16, M=24, disc_channels=8, rate_levels=4)).eval(), variable)
     thin = [a if a != str(compared[1]) else str(out) for a in args] + ["--rate_points", "3"]
+    thin[thin.index("--beta_model_path") + 1] = str(variable)
     assert run_cli(compare_models.main, thin) == 0
     assert "time: " in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     full = json.loads((compared[1] / "summary.json").read_text())
+    model = next(c for c in summary["curves"] if c["kind"] == "model")
+    assert model["points"] == ["variable-q1", "variable-q3", "variable-q4"]
     for curve in summary["curves"]:
         if curve["kind"] == "codec":
             assert len(curve["results"]["bpp"]) == 3

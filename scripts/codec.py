@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         type=float,
         default=None,
         help="target bits per pixel: a variable-rate model searches, per image, the quality whose file "
-        f"is within {RATE_TOLERANCE:.0%} of it (or the nearest rate it reaches, said so)",
+        f"is within {RATE_TOLERANCE:.0%}% of it (or the nearest rate it reaches, said so)",
     )
     d.add_argument(
         "--realism",

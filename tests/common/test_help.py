@@ -74,3 +74,18 @@ def test_evaluation_compare_and_baselines_help():
     _check(report.build_parser(), report.build_parser().format_help())
     text = _help_of(_script(ROOT / "scripts" / "run_baselines.py").main)
     assert all(e.count("(default") <= 1 for e in re.split(r"\n  (?=-)", text))
+
+
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_and_subcommand_prints_its_help(name):
+    """A '%' in a help text is a format directive to argparse: --help would end in a traceback."""
+    module = _script(ROOT / "scripts" / name)
+    if not hasattr(module, "main"):
+        pytest.skip(f"{name} has no main()")
+    text = _help_of(module.main)
+    subcommands = re.search(r"\{([a-z_,-]+)\}", text.split("\n\n")[0])
+    for sub in subcommands.group(1).split(",") if subcommands else []:
+        assert "usage:" in _help_of(module.main, (sub, "--help"))

@@ -139,9 +139,9 @@ def main(argv=None) -> int:
         "--quality",
         type=float,
         default=None,
-        help="rate, 1 = lowest: any number in the range of a variable-rate model (written in the file; "
-        "the shipped beta_vae_gan takes 1-8), else a shipped rate point: vq_vae_gan 1-3 (residual stages "
-        "of one checkpoint), hierarchical_vae_gan 1-3 (default: the middle one)",
+        help="rate, 1 = lowest: any number in the range of a variable-rate model (written in the file: "
+        "the shipped beta_vae_gan takes 1-8, hierarchical_vae_gan 1-8), else a rate point of the "
+        "checkpoint: the shipped vq_vae_gan takes 1-3, its residual stages (default: the middle of the range)",
     )
     c.add_argument(
         "--bpp",

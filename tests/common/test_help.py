@@ -89,3 +89,15 @@ def test_every_script_and_subcommand_prints_its_help(name):
     subcommands = re.search(r"\{([a-z_,-]+)\}", text.split("\n\n")[0])
     for sub in subcommands.group(1).split(",") if subcommands else []:
         assert "usage:" in _help_of(module.main, (sub, "--help"))
+
+
+def test_the_codec_help_gives_the_shipped_models_quality_ranges():
+    """The ranges in codec.py's --quality help are the shipped checkpoints' own (they went stale once)."""
+    from common import zoo
+
+    text = " ".join(_help_of(_script(ROOT / "scripts" / "codec.py").main, ("compress", "--help")).split())
+    for family in FAMILIES:
+        model = zoo.shipped_model(family)
+        span = model.quality_range()
+        lo, hi = span if span is not None else (1, len(model.rate_points()))
+        assert re.search(rf"{family}( takes)? {lo:g}-{hi:g}\b", text), family

@@ -159,3 +159,32 @@ def test_a_hierarchical_model_will_not_start_from_a_context_model(paths, tmp_pat
     config = HierarchicalVAEGANConfig(N=16, M=24, disc_channels=8, rate_levels=4, rate_span=400.0)
     with pytest.raises(CheckpointError, match="context"):
         Trainer(HierarchicalVAEGAN, config, cfg)
+
+
+def test_a_file_written_in_another_process_on_other_threads_decodes_bit_exactly(paths, rng, tmp_path):
+    """The decoder derives the refined (mu, sigma) from what it decoded: whatever the process and thread
+    count, it must get the coder's, or the second half of y decodes to garbage."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import ROOT
+
+    image = random_image(rng, 96, 112)
+    np.save(tmp_path / "in.npy", image)
+    script = textwrap.dedent(f"""
+        import sys, torch, numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        torch.set_num_threads(1)
+        from common.checkpoint import load_model
+        from common.codec import compress_image, decompress_bytes
+        model = load_model({str(paths / "context.pth")!r})
+        data = compress_image(model.at_quality(3.3), np.load({str(tmp_path / "in.npy")!r}))
+        open({str(tmp_path / "f.vgan")!r}, "wb").write(data)
+        np.save({str(tmp_path / "out.npy")!r}, decompress_bytes(data, model))
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    torch.set_num_threads(2)
+    model = load_model(paths / "context.pth")
+    here = decompress_bytes((tmp_path / "f.vgan").read_bytes(), model)
+    assert np.array_equal(here, np.load(tmp_path / "out.npy"))

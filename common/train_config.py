@@ -48,6 +48,12 @@ class TrainConfig:
     warmup_steps: int = option(200, "linear warm-up steps before the cosine decay")
     min_lr_ratio: float = option(0.05, "the cosine decay ends at this fraction of --lr")
     clip_grad: float = option(1.0, "gradient-norm clipping; 0 turns it off")
+    weight_average: float = option(
+        0.0,
+        "decay of an exponential moving average of the trained weights (e.g. 0.999); 0 turns it off. "
+        "Validation scores it beside the weights (val.csv: ema_*), checkpoints keep it, and "
+        "scripts/export_model.py --ema ships it",
+    )
     val_every: int | None = option(None, "validate every N steps; none: once per epoch")
     val_images: int = option(24, "validation images (centre crops) per validation")
     save_every: int = option(500, "write checkpoints/latest.pth every N steps")
@@ -101,6 +107,8 @@ class TrainConfig:
                 raise ValueError(f"--{name} must not be negative, not {getattr(self, name)}")
         if self.distortion_weight is not None and not self.distortion_weight > 0:
             raise ValueError(f"--distortion_weight must be positive, not {self.distortion_weight}")
+        if not 0 <= self.weight_average < 1:
+            raise ValueError(f"--weight_average must be in [0, 1), not {self.weight_average}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"--min_lr_ratio must be between 0 and 1, not {self.min_lr_ratio}")
 

@@ -125,11 +125,34 @@ class Trainer:
         self._replace_old_checkpoints = (
             self.is_main and not cfg.resume and holds_a_run(self.out, cfg.overwrite)
         )
+        self.ema = None  # the weight average ({name: tensor} of the trained parameters), when asked for
         if cfg.resume:
             self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             init_weights(Path(cfg.init_from), self.model, self.disc, self._print)
+        if cfg.weight_average and self.ema is None:
+            self.ema = {n: p.detach().clone() for n, p in self._trained()}
         self._wrap_for_training()
+
+    def _trained(self) -> list[tuple[str, torch.nn.Parameter]]:
+        ids = {id(p) for p in self.trainable}
+        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids]
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        for n, p in self._trained():
+            self.ema[n].lerp_(p.detach(), 1 - self.cfg.weight_average)
+
+    def averaged_model(self):
+        """A copy of the model holding the weight average (for validation and export)."""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, v in self.ema.items():
+                params[n].copy_(v)
+        return model
 
     def _print(self, *args, **kwargs) -> None:
         if self.is_main:
@@ -161,6 +184,8 @@ class Trainer:
             "world_size": self.dist.world_size,
         }
         train_config = asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend}
+        if self.ema is not None:
+            progress["ema"] = {n: v.detach().cpu().clone() for n, v in self.ema.items()}
         return training_state(self.model, self.disc, self.opt_g, self.opt_d, train_config, progress | rng)
 
     def save(self, name: str, state: dict | None = None) -> dict:
@@ -176,6 +201,10 @@ class Trainer:
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.best_val = float(ckpt["best_val"])
+        if self.cfg.weight_average and "ema" in ckpt:
+            self.ema = {n: v.to(self.device) for n, v in ckpt["ema"].items()}
+        elif self.cfg.weight_average:
+            self._print("note: the checkpoint holds no weight average; it starts from its weights")
         before = ckpt.get("train_config", {}).get("perceptual_backend", self.perceptual_backend)
         if before != self.perceptual_backend:
             self._print(
@@ -238,6 +267,8 @@ class Trainer:
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad)
         self.opt_g.step()
+        if self.ema is not None:
+            self._update_average()
         self.model.apply_batch_statistics(distributed.batch_gather(self.dist))
         self.disc.requires_grad_(True)
 
@@ -261,26 +292,33 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """The training loss's terms on centre crops, averaged over the model's validation views
-        (a variable-rate model: its lowest, middle and highest quality), without noise or dropout."""
-        self.model.eval()
+        (a variable-rate model: its lowest, middle and highest quality), without noise or dropout;
+        with --weight_average, the same for the averaged weights as ``ema_*``."""
+        totals = self._validate(self.model, samples=True)
+        if self.ema is not None:
+            totals |= {f"ema_{k}": v for k, v in self._validate(self.averaged_model(), samples=False).items()}
+        return totals
+
+    def _validate(self, model, samples: bool) -> dict:
+        model.eval()
         n = min(len(self.val_set), self.cfg.val_images)
-        views = self.model.validation_views()
+        views = model.validation_views()
         totals: dict[str, float] = {}
-        samples = []
+        pairs = []
         for i in range(n):
             x = self.val_set[i].unsqueeze(0).to(self.device)
             for v, view in enumerate(views):
                 row, x_hat = self._validation_row(view, x)
                 for k, value in row.items():
                     totals[k] = totals.get(k, 0.0) + value / (n * len(views))
-                if i < 4 and v == len(views) // 2:
-                    samples.append(torch.cat([x, x_hat], dim=-1))
-        if samples:
+                if samples and i < 4 and v == len(views) // 2:
+                    pairs.append(torch.cat([x, x_hat], dim=-1))
+        if pairs:
             from torchvision.utils import save_image
 
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
-            save_image(torch.cat(samples), self.out / "samples" / f"step_{self.step:07d}.png", nrow=1)
-        totals.update(self.model.validation_stats())
+            save_image(torch.cat(pairs), self.out / "samples" / f"step_{self.step:07d}.png", nrow=1)
+        totals.update(model.validation_stats())
         return totals
 
     def _validation_row(self, model, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -411,8 +449,9 @@ class Trainer:
         if self.is_main:
             val = self.validate()
             logs.val(self.step, val)
+            average = f" (average: {val['ema_loss']:.4f})" if "ema_loss" in val else ""
             tqdm.write(
-                f"step {self.step}: val loss {val['loss']:.4f} bpp {val['bpp']:.4f} psnr {val['psnr']:.2f}"
+                f"step {self.step}: val loss {val['loss']:.4f} bpp {val['bpp']:.4f} psnr {val['psnr']:.2f}{average}"
             )
             improved = val["loss"] < self.best_val
             if improved:

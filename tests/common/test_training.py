@@ -110,3 +110,34 @@ def test_csv_log_keeps_columns_that_appear_later(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["d_loss"] for r in rows] == ["", "0.7", "0.6"]
     assert [r["step"] for r in rows] == ["1", "2", "3"]
+
+
+def test_weight_average_is_validated_resumed_exactly_and_exported(data_dir, tmp_path):
+    """--weight_average: an EMA of the trained weights, scored beside them, in every checkpoint."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    kw = dict(max_steps=6, val_every=3, lambda_adv=0.0, weight_average=0.5)
+    straight = _trainer(_cfg(data_dir, tmp_path / "a", **kw))
+    straight.fit()
+    with open(tmp_path / "a" / "logs" / "val.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["ema_loss"]) > 0 and r["ema_loss"] != r["loss"] for r in rows)
+    params = dict(straight.model.named_parameters())
+    assert any(not torch.equal(v, params[n]) for n, v in straight.ema.items())
+    first = _trainer(_cfg(data_dir, tmp_path / "b", **(kw | {"max_steps": 3})))
+    first.fit()
+    resumed = _trainer(_cfg(data_dir, tmp_path / "b", **(kw | {"resume": "auto"})))
+    resumed.fit()
+    assert all(torch.equal(straight.ema[n], resumed.ema[n]) for n in straight.ema)
+
+    spec = importlib.util.spec_from_file_location("export_model", ROOT / "scripts" / "export_model.py")
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    ckpt = tmp_path / "a" / "checkpoints" / "latest.pth"
+    assert export.main([str(ckpt), str(tmp_path / "ema.pth"), "--ema"]) == 0
+    shipped = dict(load_model(tmp_path / "ema.pth").named_parameters())
+    assert all(torch.equal(shipped[n], v) for n, v in straight.ema.items())
+    with pytest.raises(ValueError, match="weight_average"):
+        _cfg(data_dir, tmp_path / "c", weight_average=1.0)

@@ -8,6 +8,8 @@ pix2pixHD's feature matching.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -111,17 +113,28 @@ def perceptual_backend(cfg, device: torch.device, say=print) -> tuple[torch.nn.M
     return None, "disc-feature-matching"
 
 
-class GeneratorLoss:
-    """L_G of common/training.py's docstring, for one model's outputs and its discriminator.
+class Critique(NamedTuple):
+    """What the discriminator said about one batch, for the generator loss: its logits on x_hat, and
+    for feature matching its activations on x_hat and (without gradient) on x."""
 
-    The loop calls it on each batch; validation calls :meth:`rate_distortion` and :meth:`lpips`
-    on each crop, so the validation loss weighs its terms exactly as training does.
-    ``adversarial_weight(loss, g_adv)`` is the loop's (VQGAN's balance, data-parallel aware).
+    fake_logits: torch.Tensor
+    fake_features: list[torch.Tensor] | None = None
+    real_features: list[torch.Tensor] | None = None
+
+
+class GeneratorLoss:
+    """L_G of common/training.py's docstring, for one model's outputs.
+
+    The loop calls it on each batch (with the discriminator's :class:`Critique` once the adversarial
+    term is on: the discriminator belongs to the loop, not to the loss); validation calls
+    :meth:`rate_distortion` and :meth:`lpips` on each crop, so the validation loss weighs its terms
+    exactly as training does. ``adversarial_weight(loss, g_adv)`` is the loop's (VQGAN's balance,
+    data-parallel aware; None for the plain weight).
     """
 
-    def __init__(self, cfg, disc, perceptual_net, backend: str, autocast, adversarial_weight):
-        self.cfg, self.disc, self.net, self.backend = cfg, disc, perceptual_net, backend
-        self.autocast, self.adversarial_weight = autocast, adversarial_weight
+    def __init__(self, cfg, perceptual_net, backend: str, adversarial_weight):
+        self.cfg, self.net, self.backend = cfg, perceptual_net, backend
+        self.adversarial_weight = adversarial_weight
 
     def rate_distortion(
         self, x: torch.Tensor, out, rate_weights: dict[str, float], clamp: bool = False
@@ -161,28 +174,23 @@ class GeneratorLoss:
             logs["psnr"] = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
         return loss, logs
 
-    def __call__(self, x: torch.Tensor, out, rate_weights: dict[str, float], adversarial: bool):
+    def __call__(
+        self, x: torch.Tensor, out, rate_weights: dict[str, float], critique: Critique | None = None
+    ):
         """The training loss and its terms as detached 0-d tensors (no host sync)."""
         cfg = self.cfg
         loss, logs = self.rate_distortion(x, out, rate_weights)
         for name, term in out.extra_losses.items():
             loss = loss + term.float()
             logs[name] = term.detach().float()
-        fake_features = None
-        if adversarial:
-            with self.autocast():
-                if self.backend == "disc-feature-matching":
-                    fake_features = self.disc.features(out.x_hat, out.cond)
-                    fake_logits = fake_features[-1]
-                else:
-                    fake_logits = self.disc(out.x_hat, out.cond)
-            g_adv = per_image_mean(-fake_logits.float(), out.realism)
+        if critique is not None:
+            g_adv = per_image_mean(-critique.fake_logits.float(), out.realism)
             weight = self.adversarial_weight(loss, g_adv)
             if weight is not None:
                 logs["adv_weight"] = weight
             loss = loss + cfg.lambda_adv * (1.0 if weight is None else weight) * g_adv
             logs["g_adv"] = g_adv.detach()
-        perc = self.perceptual(x, out, fake_features)
+        perc = self.perceptual(x, out, critique)
         if perc is not None:
             loss = loss + cfg.lambda_perceptual * perc.float()
             logs["perceptual"] = perc.detach().float()
@@ -193,15 +201,12 @@ class GeneratorLoss:
         """LPIPS per image, x and x_hat in [0, 1]."""
         return self.net(x_hat.float() * 2 - 1, x * 2 - 1)
 
-    def perceptual(self, x: torch.Tensor, out, fake_features: list[torch.Tensor] | None):
+    def perceptual(self, x: torch.Tensor, out, critique: Critique | None):
         """LPIPS(x_hat, x) (each image weighted by its ``out.realism``); or, while the discriminator
         trains, L1 between its features of x and x_hat; or None."""
         if self.backend == "lpips-alex":
             return per_image_mean(self.lpips(x, out.x_hat), out.realism)
-        if self.backend == "disc-feature-matching" and fake_features is not None:
-            with torch.no_grad(), self.autocast():
-                real_features = self.disc.features(x, out.cond)
-            return feature_matching_loss(
-                [f.float() for f in real_features[:-1]], [f.float() for f in fake_features[:-1]], out.realism
-            )
+        if self.backend == "disc-feature-matching" and critique is not None:
+            real, fake = critique.real_features[:-1], critique.fake_features[:-1]
+            return feature_matching_loss([f.float() for f in real], [f.float() for f in fake], out.realism)
         return None

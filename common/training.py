@@ -39,7 +39,14 @@ from common import distributed
 from common.checkpoint import atomic_save, init_weights, restore_training, training_state
 from common.datasets import CropDataset, EpochBatches, resolve_set
 from common.errors import VAEGANError
-from common.losses import GeneratorLoss, adaptive_weight, hinge_d_loss, per_image_mean, perceptual_backend
+from common.losses import (
+    Critique,
+    GeneratorLoss,
+    adaptive_weight,
+    hinge_d_loss,
+    per_image_mean,
+    perceptual_backend,
+)
 from common.run_folder import (
     LogWindow,
     RunLock,
@@ -119,9 +126,7 @@ class Trainer:
         self.best_val = float("inf")
         self.nonfinite = 0
         self.perceptual, self.perceptual_backend = perceptual_backend(cfg, self.device, self._print)
-        self.loss = GeneratorLoss(
-            cfg, self.disc, self.perceptual, self.perceptual_backend, self._autocast, self._adversarial_weight
-        )
+        self.loss = GeneratorLoss(cfg, self.perceptual, self.perceptual_backend, self._adversarial_weight)
         self._replace_old_checkpoints = (
             self.is_main and not cfg.resume and holds_a_run(self.out, cfg.overwrite)
         )
@@ -229,6 +234,17 @@ class Trainer:
         reduce = (lambda g: distributed.all_reduce_mean(g, self.dist)) if self.dist.enabled else None
         return adaptive_weight(loss, g_adv, layer, reduce=reduce)
 
+    def _critique(self, x: torch.Tensor, out) -> Critique:
+        """The discriminator on x_hat (its weights constants here), and with feature matching its
+        activations on x_hat and, without gradient, on x."""
+        with self._autocast():
+            if self.perceptual_backend != "disc-feature-matching":
+                return Critique(self.disc(out.x_hat, out.cond))
+            fake = self.disc.features(out.x_hat, out.cond)
+            with torch.no_grad():
+                real = self.disc.features(x, out.cond)
+        return Critique(fake[-1], fake, real)
+
     def train_step(self, x: torch.Tensor) -> dict | None:
         """One generator and one discriminator update; logs as device tensors, or None if skipped.
 
@@ -247,7 +263,8 @@ class Trainer:
         self.disc.requires_grad_(False)
         with self._autocast():
             out = self.g_forward(x)
-        loss, logs = self.loss(x, out, self.model.rate_weights(), adversarial)
+        critique = self._critique(x, out) if adversarial else None
+        loss, logs = self.loss(x, out, self.model.rate_weights(), critique)
         finite = torch.isfinite(loss)
         if self.dist.enabled:
             finite = finite.to(torch.int32)

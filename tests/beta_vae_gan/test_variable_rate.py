@@ -154,7 +154,7 @@ def test_variable_rate_training_weighs_each_image_at_its_own_rate(tmp_path):
     torch.manual_seed(1)
     out = trainer.model.train()(x)
     assert out.rate_scale.shape == (2,) and not torch.equal(out.rate_scale[0], out.rate_scale[1])
-    loss, logs = trainer.loss(x, out, trainer.model.rate_weights(), adversarial=False)
+    loss, logs = trainer.loss(x, out, trainer.model.rate_weights())
     from common.losses import rate_bpp
 
     per_image = rate_bpp({k: v.float() for k, v in out.likelihoods.items()}, 64 * 64, per_image=True)
@@ -174,7 +174,7 @@ def test_rate_balance_weighs_each_image_loss_by_its_beta_multiplier(tmp_path):
     x = torch.rand(3, 3, 64, 64)
     out = trainer.model.train()(x)
     assert torch.allclose(out.image_weight, out.rate_scale**-0.25)
-    loss, _ = trainer.loss(x, out, trainer.model.rate_weights(), adversarial=False)
+    loss, _ = trainer.loss(x, out, trainer.model.rate_weights())
     rate = sum(rate_bpp(out.likelihoods, 64 * 64, per_image=True).values())
     d = distortion(x, out.x_hat, "mse", per_image=True)
     assert d.shape == (3,) and torch.allclose(d.mean(), distortion(x, out.x_hat, "mse"))

@@ -197,6 +197,22 @@ class GeneratorLoss:
         logs["loss"] = loss.detach()
         return loss, logs
 
+    @torch.no_grad()
+    def validation_row(
+        self, x: torch.Tensor, out, rate_weights: dict[str, float]
+    ) -> tuple[dict, torch.Tensor]:
+        """One image's validation numbers and its reconstruction: the training loss's terms on the
+        clamped reconstruction (LPIPS included when it trains), without the family's extra losses."""
+        loss, logs = self.rate_distortion(x, out, rate_weights, clamp=True)
+        x_hat = out.x_hat.clamp(0, 1)
+        row = {k: float(v) for k, v in logs.items() if k == "psnr" or k.startswith("bpp")}
+        row["loss"] = float(loss)
+        if self.backend == "lpips-alex":
+            per_image = self.lpips(x, x_hat)
+            row["loss"] += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
+            row["lpips"] = float(per_image.mean())
+        return row, x_hat
+
     def lpips(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """LPIPS per image, x and x_hat in [0, 1]."""
         return self.net(x_hat.float() * 2 - 1, x * 2 - 1)

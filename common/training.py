@@ -44,7 +44,6 @@ from common.losses import (
     GeneratorLoss,
     adaptive_weight,
     hinge_d_loss,
-    per_image_mean,
     perceptual_backend,
 )
 from common.run_folder import (
@@ -57,6 +56,7 @@ from common.run_folder import (
     write_run_config,
 )
 from common.train_config import TrainConfig, build_parser, split_args
+from common.weight_average import WeightAverage
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
@@ -130,34 +130,19 @@ class Trainer:
         self._replace_old_checkpoints = (
             self.is_main and not cfg.resume and holds_a_run(self.out, cfg.overwrite)
         )
-        self.ema = None  # the weight average ({name: tensor} of the trained parameters), when asked for
+        self.ema: WeightAverage | None = None  # --weight_average: starts from the weights the run starts from
+        ckpt = None
         if cfg.resume:
-            self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
+            ckpt = self._resume(self.ckpt_dir / "latest.pth" if cfg.resume == "auto" else Path(cfg.resume))
         elif cfg.init_from:
             init_weights(Path(cfg.init_from), self.model, self.disc, self._print)
-        if cfg.weight_average and self.ema is None:
-            self.ema = {n: p.detach().clone() for n, p in self._trained()}
+        if cfg.weight_average:
+            self.ema = WeightAverage(self.model, self.trainable, cfg.weight_average)
+            if ckpt is not None and "ema" in ckpt:
+                self.ema.load_state_dict(ckpt["ema"])
+            elif ckpt is not None:
+                self._print("note: the checkpoint holds no weight average; it starts from its weights")
         self._wrap_for_training()
-
-    def _trained(self) -> list[tuple[str, torch.nn.Parameter]]:
-        ids = {id(p) for p in self.trainable}
-        return [(n, p) for n, p in self.model.named_parameters() if id(p) in ids]
-
-    @torch.no_grad()
-    def _update_average(self) -> None:
-        for n, p in self._trained():
-            self.ema[n].lerp_(p.detach(), 1 - self.cfg.weight_average)
-
-    def averaged_model(self):
-        """A copy of the model holding the weight average (for validation and export)."""
-        import copy
-
-        model = copy.deepcopy(self.model)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, v in self.ema.items():
-                params[n].copy_(v)
-        return model
 
     def _print(self, *args, **kwargs) -> None:
         if self.is_main:
@@ -190,7 +175,7 @@ class Trainer:
         }
         train_config = asdict(self.cfg) | {"perceptual_backend": self.perceptual_backend}
         if self.ema is not None:
-            progress["ema"] = {n: v.detach().cpu().clone() for n, v in self.ema.items()}
+            progress["ema"] = self.ema.state_dict()
         return training_state(self.model, self.disc, self.opt_g, self.opt_d, train_config, progress | rng)
 
     def save(self, name: str, state: dict | None = None) -> dict:
@@ -201,15 +186,11 @@ class Trainer:
         self.dist.barrier()
         return state
 
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Path) -> dict:
         ckpt = restore_training(path, self.model, self.disc, self.opt_g, self.opt_d)
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.best_val = float(ckpt["best_val"])
-        if self.cfg.weight_average and "ema" in ckpt:
-            self.ema = {n: v.to(self.device) for n, v in ckpt["ema"].items()}
-        elif self.cfg.weight_average:
-            self._print("note: the checkpoint holds no weight average; it starts from its weights")
         before = ckpt.get("train_config", {}).get("perceptual_backend", self.perceptual_backend)
         if before != self.perceptual_backend:
             self._print(
@@ -223,6 +204,7 @@ class Trainer:
                 f"(global batch {self.cfg.batch_size} unchanged)"
             )
         self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+        return ckpt
 
     # ---- one step -----------------------------------------------------------------------------
 
@@ -285,7 +267,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad)
         self.opt_g.step()
         if self.ema is not None:
-            self._update_average()
+            self.ema.update()
         self.model.apply_batch_statistics(distributed.batch_gather(self.dist))
         self.disc.requires_grad_(True)
 
@@ -313,7 +295,9 @@ class Trainer:
         with --weight_average, the same for the averaged weights as ``ema_*``."""
         totals = self._validate(self.model, samples=True)
         if self.ema is not None:
-            totals |= {f"ema_{k}": v for k, v in self._validate(self.averaged_model(), samples=False).items()}
+            totals |= {
+                f"ema_{k}": v for k, v in self._validate(self.ema.averaged_model(), samples=False).items()
+            }
         return totals
 
     def _validate(self, model, samples: bool) -> dict:
@@ -325,7 +309,7 @@ class Trainer:
         for i in range(n):
             x = self.val_set[i].unsqueeze(0).to(self.device)
             for v, view in enumerate(views):
-                row, x_hat = self._validation_row(view, x)
+                row, x_hat = self.loss.validation_row(x, view(x), view.rate_weights())
                 for k, value in row.items():
                     totals[k] = totals.get(k, 0.0) + value / (n * len(views))
                 if samples and i < 4 and v == len(views) // 2:
@@ -337,20 +321,6 @@ class Trainer:
             save_image(torch.cat(pairs), self.out / "samples" / f"step_{self.step:07d}.png", nrow=1)
         totals.update(model.validation_stats())
         return totals
-
-    def _validation_row(self, model, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        """One image's validation numbers under ``model`` (a view), and its reconstruction: the
-        training loss's terms on the clamped reconstruction, without the family's extra losses."""
-        out = model(x)
-        loss, logs = self.loss.rate_distortion(x, out, model.rate_weights(), clamp=True)
-        x_hat = out.x_hat.clamp(0, 1)
-        row = {k: float(v) for k, v in logs.items() if k == "psnr" or k.startswith("bpp")}
-        row["loss"] = float(loss)
-        if self.perceptual_backend == "lpips-alex":  # the training loss's perceptual term too
-            per_image = self.loss.lpips(x, x_hat)
-            row["loss"] += self.cfg.lambda_perceptual * float(per_image_mean(per_image, out.realism))
-            row["lpips"] = float(per_image.mean())
-        return row, x_hat
 
     # ---- run ----------------------------------------------------------------------------------
 

@@ -191,7 +191,10 @@ def test_validation_averages_the_lowest_middle_and_highest_quality(tmp_path):
     trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA, rate_levels=3, rate_balance=0.25), cfg)
     views = trainer.model.eval().validation_views()
     assert [v.quality for v in views] == [1.0, 2.0, 3.0]
-    rows = [[trainer._validation_row(v, trainer.val_set[i][None])[0] for i in range(2)] for v in views]
+    def row(view, x):
+        return trainer.loss.validation_row(x, view(x), view.rate_weights())[0]
+
+    rows = [[row(v, trainer.val_set[i][None]) for i in range(2)] for v in views]
     bpp = [sum(r["bpp"] for r in per_view) / 2 for per_view in rows]
     assert bpp[0] <= bpp[1] <= bpp[2] and bpp[0] < bpp[2]  # three rates, not one three times
     totals = trainer.validate()

@@ -125,12 +125,12 @@ def test_weight_average_is_validated_resumed_exactly_and_exported(data_dir, tmp_
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(float(r["ema_loss"]) > 0 and r["ema_loss"] != r["loss"] for r in rows)
     params = dict(straight.model.named_parameters())
-    assert any(not torch.equal(v, params[n]) for n, v in straight.ema.items())
+    assert any(not torch.equal(v, params[n]) for n, v in straight.ema.values.items())
     first = _trainer(_cfg(data_dir, tmp_path / "b", **(kw | {"max_steps": 3})))
     first.fit()
     resumed = _trainer(_cfg(data_dir, tmp_path / "b", **(kw | {"resume": "auto"})))
     resumed.fit()
-    assert all(torch.equal(straight.ema[n], resumed.ema[n]) for n in straight.ema)
+    assert all(torch.equal(straight.ema.values[n], resumed.ema.values[n]) for n in straight.ema.values)
 
     spec = importlib.util.spec_from_file_location("export_model", ROOT / "scripts" / "export_model.py")
     export = importlib.util.module_from_spec(spec)
@@ -138,6 +138,11 @@ def test_weight_average_is_validated_resumed_exactly_and_exported(data_dir, tmp_
     ckpt = tmp_path / "a" / "checkpoints" / "latest.pth"
     assert export.main([str(ckpt), str(tmp_path / "ema.pth"), "--ema"]) == 0
     shipped = dict(load_model(tmp_path / "ema.pth").named_parameters())
-    assert all(torch.equal(shipped[n], v) for n, v in straight.ema.items())
+    assert all(torch.equal(shipped[n], v) for n, v in straight.ema.values.items())
     with pytest.raises(ValueError, match="weight_average"):
         _cfg(data_dir, tmp_path / "c", weight_average=1.0)
+    # a fine-tuning run's average starts from the weights it starts from, not from a fresh model
+    tuned = _trainer(_cfg(data_dir, tmp_path / "d", **(kw | {"init_from": str(ckpt)})))
+    params = dict(tuned.model.named_parameters())
+    assert all(torch.equal(v, params[n]) for n, v in tuned.ema.values.items())
+    assert torch.equal(params["g_a.0.weight"], dict(straight.model.named_parameters())["g_a.0.weight"])

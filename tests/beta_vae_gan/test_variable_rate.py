@@ -191,6 +191,7 @@ def test_validation_averages_the_lowest_middle_and_highest_quality(tmp_path):
     trainer = Trainer(BetaVAEGAN, BetaVAEGANConfig(**TINY_BETA, rate_levels=3, rate_balance=0.25), cfg)
     views = trainer.model.eval().validation_views()
     assert [v.quality for v in views] == [1.0, 2.0, 3.0]
+
     def row(view, x):
         return trainer.loss.validation_row(x, view(x), view.rate_weights())[0]
 

@@ -9,6 +9,7 @@ import torch
 
 from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
 from common.checkpoint import load_model, read_checkpoint
+from common.cli import run_cli
 from common.errors import CheckpointError, DataError
 from common.training import Trainer, lr_at
 from tests.conftest import TINY_BETA, make_image_splits, tiny_train_config
@@ -141,6 +142,11 @@ def test_weight_average_is_validated_resumed_exactly_and_exported(data_dir, tmp_
     assert all(torch.equal(shipped[n], v) for n, v in straight.ema.values.items())
     with pytest.raises(ValueError, match="weight_average"):
         _cfg(data_dir, tmp_path / "c", weight_average=1.0)
+    plain = _trainer(_cfg(data_dir, tmp_path / "e", max_steps=1, lambda_adv=0.0))
+    plain.fit()
+    no_average = tmp_path / "e" / "checkpoints" / "latest.pth"
+    assert run_cli(export.main, [str(no_average), str(tmp_path / "x.pth"), "--ema"]) == 2  # one line, no file
+    assert not (tmp_path / "x.pth").exists()
     # a fine-tuning run's average starts from the weights it starts from, not from a fresh model
     tuned = _trainer(_cfg(data_dir, tmp_path / "d", **(kw | {"init_from": str(ckpt)})))
     params = dict(tuned.model.named_parameters())

@@ -345,19 +345,19 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         y_hat_g[..., rest] = r_hat
         return [a_string, r_string], y_hat_g
 
-    def _decode_y(self, strings: list[bytes], shape, scales, means, g=1.0, ig=1.0) -> torch.Tensor:
-        """The inverse of :meth:`_code_y`: y_hat times its gain, float64 on the CPU."""
-        s, m = (scales * g).expand(shape), (means * g).expand(shape)
+    def _decode_y(self, strings: list[bytes], scales, means, g=1.0, ig=1.0) -> torch.Tensor:
+        """The inverse of :meth:`_code_y`: y_hat times its gain, float64 on the CPU, shaped as ``scales``."""
         if self.config.context == "none":
-            return self.gaussian_conditional.decompress(strings[0], s, m)
-        anchor = checkerboard(*shape[-2:])
-        y_hat_g = torch.zeros(shape, dtype=torch.float64)
+            return self.gaussian_conditional.decompress(strings[0], scales * g, means * g)
+        anchor = checkerboard(*scales.shape[-2:])
+        s, m = scales * g, means * g
+        y_hat_g = torch.zeros(s.shape, dtype=torch.float64)
         y_hat_g[..., anchor] = self.gaussian_conditional.decompress(
             strings[0], s[..., anchor], m[..., anchor]
         )
         with torch.no_grad():
             scales, means = self.context_model.coding_copy()(y_hat_g * ig, scales, means)
-        s, m = (scales * g).expand(shape), (means * g).expand(shape)
+        s, m = scales * g, means * g
         rest = ~anchor
         y_hat_g[..., rest] = self.gaussian_conditional.decompress(strings[1], s[..., rest], m[..., rest])
         return y_hat_g
@@ -401,14 +401,13 @@ class BetaVAEGAN(VariableRate, CompressionModel):
             raise CorruptFileError(f"file is damaged (it holds {len(compressed.streams)} streams)")
         *y_strings, z_string = streams
         z_hat = self.entropy_bottleneck.decompress(z_string, (1, self.config.N, zh, zw))
-        y_shape = (1, self.config.M, zh * 4, zw * 4)
         if quality is None:
             scales, means = self._entropy_parameters(z_hat)
-            y_hat = self._decode_y(y_strings, y_shape, scales, means)
+            y_hat = self._decode_y(y_strings, scales, means)
         else:
             g, ig, _, ihg = self.coding_gains(self._gain_tables(), quality)
             scales, means = self._entropy_parameters(z_hat * ihg)
-            y_hat = self._decode_y(y_strings, y_shape, scales, means, g, ig) * ig
+            y_hat = self._decode_y(y_strings, scales, means, g, ig) * ig
         param = next(self.g_s.parameters())
         y_hat = y_hat.to(param.device, param.dtype)
         realism = None if not self.realism else torch.full((1,), float(self.realism), device=param.device)

@@ -127,8 +127,8 @@ class GeneratorLoss:
 
     The loop calls it on each batch (with the discriminator's :class:`Critique` once the adversarial
     term is on: the discriminator belongs to the loop, not to the loss); validation calls
-    :meth:`rate_distortion` and :meth:`lpips` on each crop, so the validation loss weighs its terms
-    exactly as training does. ``adversarial_weight(loss, g_adv)`` is the loop's (VQGAN's balance,
+    :meth:`validation_row` on each crop, so the validation loss weighs its terms exactly as
+    training does. ``adversarial_weight(loss, g_adv)`` is the loop's (VQGAN's balance,
     data-parallel aware; None for the plain weight).
     """
 

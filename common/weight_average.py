@@ -19,14 +19,13 @@ class WeightAverage:
     def __init__(self, model: nn.Module, params: list[nn.Parameter], decay: float):
         ids = {id(p) for p in params}
         self.model, self.decay = model, decay
-        self.names = [n for n, p in model.named_parameters() if id(p) in ids]
         self.values = {n: p.detach().clone() for n, p in model.named_parameters() if id(p) in ids}
 
     @torch.no_grad()
     def update(self) -> None:
         params = dict(self.model.named_parameters())
-        for n in self.names:
-            self.values[n].lerp_(params[n].detach(), 1 - self.decay)
+        for n, average in self.values.items():
+            average.lerp_(params[n].detach(), 1 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: v.detach().cpu().clone() for n, v in self.values.items()}

@@ -40,9 +40,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli import HelpFormatter, run_cli  # noqa: E402
-from common.datasets import CropDataset, list_images, load_image, resolve_set  # noqa: E402
+from common.datasets import CropDataset, EpochBatches, list_images, load_image, resolve_set  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.files import read_json, write_json  # noqa: E402
+from common.metrics import file_bpp  # noqa: E402
 
 RECIPES = ("ours", "bmshj2018-hyperprior", "mbt2018-mean")
 LAMBDA = 0.0067
@@ -78,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Batches:
-    """Batch ``step`` of the run: a fixed permutation per epoch, so a resumed recipe, and every
-    recipe, sees the same crops in the same order."""
+    """Batch ``step`` of the run, in our loop's order (:class:`common.datasets.EpochBatches`), so a
+    resumed recipe, and every recipe, sees the same crops in the same order."""
 
     def __init__(self, dataset: CropDataset, batch_size: int):
         self.dataset, self.batch_size = dataset, batch_size
@@ -87,11 +88,8 @@ class Batches:
 
     def __call__(self, step: int) -> torch.Tensor:
         epoch, b = divmod(step, self.per_epoch)
-        perm = torch.randperm(
-            len(self.dataset), generator=torch.Generator().manual_seed(SEED * 100003 + epoch)
-        )
-        keys = perm[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-        return torch.stack([self.dataset[(i, epoch, SEED)] for i in keys])
+        keys = next(iter(EpochBatches(len(self.dataset), self.batch_size, epoch, SEED, skip=b)))
+        return torch.stack([self.dataset[key] for key in keys])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,17 +229,16 @@ class Reference:
 def score(recipe, images: list[np.ndarray]) -> dict:
     """Kodak with real bytes: bpp (streams; file for ours), PSNR, RD cost bpp + λ·255²·MSE."""
     recipe.prepare_eval()
-    bpp, file_bpp, mse = [], [], []
+    bpp, whole, mse = [], [], []
     for image in images:
         stream_bytes, file_bytes, decoded = recipe.code(image)
-        pixels = image.shape[0] * image.shape[1]
-        bpp.append(8 * stream_bytes / pixels)
-        file_bpp.append(8 * file_bytes / pixels)
+        bpp.append(file_bpp(stream_bytes, *image.shape[:2]))
+        whole.append(file_bpp(file_bytes, *image.shape[:2]))
         mse.append(float(np.mean((decoded.astype(np.float64) - image.astype(np.float64)) ** 2)))
     mean_bpp, mean_mse = float(np.mean(bpp)), float(np.mean(mse))
     return {
         "bpp": round(mean_bpp, 5),
-        "file_bpp": round(float(np.mean(file_bpp)), 5),
+        "file_bpp": round(float(np.mean(whole)), 5),
         "psnr": round(float(np.mean([10 * math.log10(255**2 / max(m, 1e-12)) for m in mse])), 4),
         "rd_cost": round(mean_bpp + LAMBDA * mean_mse, 5),
     }

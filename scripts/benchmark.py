@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from common.checkpoint import load_model  # noqa: E402
 from common.cli import run_cli  # noqa: E402
 from common.datasets import IMAGE_EXTENSIONS, load_image, to_tensor  # noqa: E402
 from common.errors import CheckpointError, VAEGANError  # noqa: E402
+from common.machine import describe, load_average  # noqa: E402
 from common.registry import FAMILIES, model_class  # noqa: E402
 
 
@@ -65,28 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------------------------------
 # Measuring
-
-
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
-    return info
 
 
 def _sync(device: torch.device) -> None:
@@ -351,7 +329,7 @@ def main(argv=None) -> int:
             raise VAEGANError(f"--devices {d}: no CUDA device is available")
     image, image_source = test_image(args)
     report = {
-        "machine": machine(),
+        "machine": describe(),
         "threads": args.threads,
         "image": image_source,
         "image_size": [args.width, args.height],
@@ -376,8 +354,8 @@ def main(argv=None) -> int:
             report["results"].append(row)
             print(_summary(row), flush=True)
         model.to("cpu")
-    if hasattr(os, "getloadavg"):
-        report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    if load_average() is not None:
+        report["machine"]["load_average_at_end"] = load_average()
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

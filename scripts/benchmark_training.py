@@ -43,6 +43,7 @@ from common.cli import HelpFormatter, run_cli  # noqa: E402
 from common.datasets import CropDataset, EpochBatches, list_images, load_image, resolve_set  # noqa: E402
 from common.errors import VAEGANError  # noqa: E402
 from common.files import read_json, write_json  # noqa: E402
+from common.machine import describe  # noqa: E402
 from common.metrics import file_bpp  # noqa: E402
 
 RECIPES = ("ours", "bmshj2018-hyperprior", "mbt2018-mean")
@@ -303,6 +304,39 @@ def cpu_to_reach(points: list[dict], cost: float) -> float | None:
     return None
 
 
+def _summary(points: list[dict]) -> dict:
+    """A recipe's final score and its speed: steps per CPU second over the whole budget."""
+    last = points[-1]
+    return {
+        "cpu_s": last["cpu_s"],
+        "steps": last["step"],
+        "steps_per_cpu_s": round(last["step"] / last["cpu_s"], 4) if last["cpu_s"] else None,
+        "final_rd_cost": last["rd_cost"],
+        "final_bpp": last["bpp"],
+        "final_psnr": last["psnr"],
+    }
+
+
+def _figure(curves: dict[str, list[dict]], path: Path) -> None:
+    """RD cost against CPU hours, one line per recipe (log scale: the first minutes fall steeply)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for name, points in curves.items():
+        ax.plot([p["cpu_s"] / 3600 for p in points], [p["rd_cost"] for p in points], "o-", ms=3, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training CPU hours (one thread)")
+    ax.set_ylabel(f"RD cost on Kodak: bpp + {LAMBDA}·255²·MSE")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     files = list_images(resolve_set(args.data_dir, "kodak"))[: args.kodak_limit]
@@ -321,7 +355,9 @@ def main(argv=None) -> int:
             "M": args.M,
             "kodak_images": len(images),
             "budget_cpu_hours": args.budget_cpu_hours,
+            "machine": describe(),
             "curves": curves,
+            "recipes": {name: _summary(points) for name, points in curves.items()},
             "ratios": {},
         }
         ours = curves.get("ours")
@@ -337,7 +373,9 @@ def main(argv=None) -> int:
                 "ratio": None if reached is None else round(reached / final["cpu_s"], 3),
             }
         write_json(args.result, summary)
-        print(f"wrote {args.result}")
+        figure = Path(args.result).with_suffix(".png")
+        _figure(curves, figure)
+        print(f"wrote {args.result} and {figure}")
     return 0
 
 

@@ -43,10 +43,19 @@ def test_ours_trains_to_its_cpu_budget_scores_real_bytes_and_resumes(data_dir, t
     assert points[0]["cpu_s"] == 0 and len(points) >= 3
     assert all(p["bpp"] > 0 and p["file_bpp"] > p["bpp"] and p["rd_cost"] > p["bpp"] for p in points)
     steps = points[-1]["step"]
-    assert run_cli(bench.main, _args(data_dir, out, 0.002)) == 0  # a larger budget continues the run
+    result = tmp_path / "result.json"
+    args = _args(data_dir, out, 0.002) + ["--result", str(result)]
+    assert run_cli(bench.main, args) == 0  # a larger budget continues the run
     log = json.loads((out / "ours" / "log.json").read_text())
     assert log["cpu_s"] >= 7.2 and log["points"][-1]["step"] > steps
     assert [p["step"] for p in log["points"]] == sorted(p["step"] for p in log["points"])
+    summary = json.loads(result.read_text())
+    assert summary["curves"]["ours"] == log["points"] and summary["machine"]["cpu_cores"] >= 1
+    ours = summary["recipes"]["ours"]
+    last = log["points"][-1]
+    assert ours["steps"] == last["step"] and ours["final_rd_cost"] == last["rd_cost"]
+    assert ours["steps_per_cpu_s"] == pytest.approx(last["step"] / last["cpu_s"], rel=1e-3)
+    assert result.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cpu_to_reach_interpolates_between_scores():

@@ -354,8 +354,9 @@ def main(argv=None) -> int:
             report["results"].append(row)
             print(_summary(row), flush=True)
         model.to("cpu")
-    if load_average() is not None:
-        report["machine"]["load_average_at_end"] = load_average()
+    load = load_average()
+    if load is not None:
+        report["machine"]["load_average_at_end"] = load
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

@@ -319,12 +319,14 @@ def _summary(points: list[dict]) -> dict:
 
 def _figure(curves: dict[str, list[dict]], path: Path) -> None:
     """RD cost against CPU hours, one line per recipe (log scale: the first minutes fall steeply)."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from common.plots import save_figure
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig = Figure(figsize=(6.4, 4.2), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for name, points in curves.items():
         ax.plot([p["cpu_s"] / 3600 for p in points], [p["rd_cost"] for p in points], "o-", ms=3, label=name)
     ax.set_yscale("log")
@@ -332,9 +334,7 @@ def _figure(curves: dict[str, list[dict]], path: Path) -> None:
     ax.set_ylabel(f"RD cost on Kodak: bpp + {LAMBDA}·255²·MSE")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), formats=("png",))
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,14 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
+def new_figure(figsize: tuple[float, float], dpi: int = 110, **kwargs) -> Figure:
+    """A figure on its own Agg canvas: no pyplot and no global backend, so scripts and tests can draw
+    in any process without a display."""
+    fig = Figure(figsize=figsize, dpi=dpi, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def ms_ssim_db(values) -> list[float]:
     """MS-SSIM on a dB scale, which spreads out the values near 1 where good codecs live."""
     return [-10 * math.log10(max(1 - v, 1e-10)) if v is not None and v == v else float("nan") for v in values]
@@ -93,8 +101,7 @@ def rd_figure(
     if bpp_range is None:
         hi = max(float(b.max()) for _, (b, _) in data)
         bpp_range = (0.0, min(2.0, hi * 1.05))
-    fig = Figure(figsize=(9.5, 5.2), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((9.5, 5.2), layout="constrained")
     ax = fig.add_subplot()
     visible = []
     for i, (curve, (bpp, vals)) in enumerate(data):
@@ -175,8 +182,7 @@ def reconstruction_grid(
         raise ValueError("one list of reconstructions per original is needed")
     cols = 1 + len(labels)
     h, w = originals[0].shape[:2]
-    fig = Figure(figsize=(panel_inches * cols, panel_inches * len(originals) * h / w + 0.6), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure((panel_inches * cols, panel_inches * len(originals) * h / w + 0.6))
     axes = fig.subplots(len(originals), cols, squeeze=False)
     for i, (orig, recs) in enumerate(zip(originals, reconstructions)):
         if len(recs) != len(labels):
@@ -246,8 +252,7 @@ def side_by_side(
     items = [("original", original, f"{box[3]}x{box[2]} crop at ({box[1]}, {box[0]})")] + list(panels)
     cols = min(columns, len(items))
     rows = math.ceil(len(items) / cols)
-    fig = Figure(figsize=(3.2 * cols, 3.2 * rows * box[2] / box[3] + 0.9 * rows + 0.4), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure((3.2 * cols, 3.2 * rows * box[2] / box[3] + 0.9 * rows + 0.4))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[len(items) :]:
         ax.axis("off")

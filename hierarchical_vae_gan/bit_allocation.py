@@ -97,12 +97,10 @@ def write_report(analysis: list[dict], out: Path) -> None:
 
 
 def _figure(a: dict, path: Path) -> None:
-    import matplotlib
+    from common.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure((10, 4), dpi=120)
+    left, right = fig.subplots(1, 2)
     levels = a["bits"]["levels"]
     bottom = 0.0
     for lv in levels[::-1]:  # top level at the bottom of the bar: it is decoded first
@@ -123,5 +121,4 @@ def _figure(a: dict, path: Path) -> None:
     right.grid(alpha=0.3)
     fig.suptitle(a["point"])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), formats=("png",))

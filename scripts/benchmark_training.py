@@ -319,13 +319,9 @@ def _summary(points: list[dict]) -> dict:
 
 def _figure(curves: dict[str, list[dict]], path: Path) -> None:
     """RD cost against CPU hours, one line per recipe (log scale: the first minutes fall steeply)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from common.plots import new_figure, save_figure
 
-    from common.plots import save_figure
-
-    fig = Figure(figsize=(6.4, 4.2), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((6.4, 4.2), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     for name, points in curves.items():
         ax.plot([p["cpu_s"] / 3600 for p in points], [p["rd_cost"] for p in points], "o-", ms=3, label=name)

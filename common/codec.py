@@ -252,6 +252,16 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def _realism_hint(model) -> str:
+    """Where a model has no realism decoder: the shipped files that have one, to compress with."""
+    if getattr(getattr(model, "config", None), "realism", False):
+        return ""
+    paths = zoo.with_realism(model.family)
+    if not paths:
+        return ""
+    return f"; files compressed with --model_path {paths[0].relative_to(zoo.ROOT)} decode at any realism"
+
+
 def decompress_bytes(
     data: bytes, model=None, max_pixels: int | None = None, realism: float | None = None
 ) -> np.ndarray:
@@ -270,7 +280,7 @@ def decompress_bytes(
             model = model.at_realism(realism)
         except ValueError as exc:
             where = f" ({model.checkpoint_path})" if model.checkpoint_path else ""
-            raise VAEGANError(f"--realism: {exc}{where}") from None
+            raise VAEGANError(f"--realism: {exc}{where}{_realism_hint(model)}") from None
     _check_declared_size(size, model.pad_multiple, limit)
     _check_memory(model, size)
     _, compressed = unpack(data)

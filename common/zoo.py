@@ -1,4 +1,11 @@
-"""Shipped checkpoints: ``<family>/pretrained/*.pth``, found by family and quality or by identity."""
+"""Shipped checkpoints, found by family and quality or by identity.
+
+``<family>/pretrained/*.pth`` are a family's default rate points (what ``codec.py`` and
+``compare_models.py`` use unasked). A file in a subfolder (``pretrained/<name>/*.pth``) ships beside
+them for what the defaults lack, e.g. a β release whose realism decoder was trained on an earlier
+base: it is found by identity, so the files it writes decode without ``--model_path``, but it is
+never picked by family or quality.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +26,11 @@ def shipped(family: str) -> tuple[tuple[Path, bytes], ...]:
 
 
 @cache
-def _shipped(root: Path, family: str) -> tuple[tuple[Path, bytes], ...]:
+def _shipped(root: Path, family: str, pattern: str = "*.pth") -> tuple[tuple[Path, bytes], ...]:
     """Cached per root, so a test that points ROOT elsewhere leaves no stale listing behind."""
     folder = root / family / "pretrained"
     out = []
-    for path in sorted(folder.glob("*.pth")):
+    for path in sorted(folder.glob(pattern)):
         ckpt = read_checkpoint(path)
         out.append((path, bytes(ckpt["model_id"].tolist())))
     return tuple(out)
@@ -106,9 +113,23 @@ def release_checkout(record: dict) -> str:
     return f"git worktree add ../release-{commit} {commit}"
 
 
+def companions(family: str) -> tuple[tuple[Path, bytes], ...]:
+    """(path, model_id) of the files shipped in subfolders of a family's ``pretrained/``."""
+    return _shipped(ROOT, family, "*/*.pth")
+
+
 def find_by_id(model_id: bytes) -> Path | None:
     for family in FAMILIES:
-        for path, mid in shipped(family):
+        for path, mid in shipped(family) + companions(family):
             if mid == model_id:
                 return path
     return None
+
+
+def with_realism(family: str) -> list[Path]:
+    """The shipped files (defaults and companions) that carry a realism decoder."""
+    found = []
+    for path, _ in shipped(family) + companions(family):
+        if read_checkpoint(path).get("config", {}).get("realism"):
+            found.append(path)
+    return found

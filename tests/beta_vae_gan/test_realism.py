@@ -71,6 +71,41 @@ def test_realism_is_refused_outside_its_range_or_without_a_realism_decoder(paths
         decompress_bytes(data, base, realism=1.0)
 
 
+def test_a_realism_file_shipped_beside_a_newer_base_decodes_its_files_and_is_named_for_the_others(
+    paths, tmp_path, monkeypatch, rng
+):
+    """A realism decoder fits only the base it was trained on: when a newer base becomes the
+    default, the realism release ships in a subfolder of pretrained/ (zoo.companions). Its files
+    still decode from the header at any realism; it is never the default; and --realism on a file of
+    the new base names it."""
+    import shutil
+
+    from common import zoo
+
+    folder = tmp_path / "beta_vae_gan" / "pretrained"
+    (folder / "realism").mkdir(parents=True)
+    torch.manual_seed(7)
+    export_model(BetaVAEGAN(BetaVAEGANConfig(**VR)).eval(), folder / "new.pth", half=True)
+    shutil.copy(paths[1], folder / "realism" / "old-realism.pth")
+    monkeypatch.setattr(zoo, "ROOT", tmp_path)
+    new, old = load_model(folder / "new.pth"), load_model(paths[1])
+    assert new.identity() != old.identity()
+    assert zoo.shipped("beta_vae_gan") == ((folder / "new.pth", new.identity()),)
+    assert zoo.companions("beta_vae_gan") == ((folder / "realism" / "old-realism.pth", old.identity()),)
+    assert zoo.shipped_model("beta_vae_gan").checkpoint_path == str(folder / "new.pth")
+    image = random_image(rng, 64, 64)
+    data = compress_image(old.at_quality(2), image)
+    assert np.array_equal(decompress_bytes(data, realism=1.0), decompress_bytes(data, old, realism=1.0))
+    data = compress_image(new.at_quality(2), image)
+    decompress_bytes(data)  # found from the header, decoded faithfully
+    with pytest.raises(
+        VAEGANError,
+        match=r"no realism decoder.*new\.pth\); files compressed with --model_path "
+        r"beta_vae_gan/pretrained/realism/old-realism\.pth decode at any realism",
+    ):
+        decompress_bytes(data, realism=1.0)
+
+
 def test_altered_realism_weights_are_refused_although_the_identity_leaves_them_out(paths, tmp_path):
     ckpt = read_checkpoint(paths[1])
     key = next(k for k in ckpt["model"] if k.startswith("realism_decoder."))

@@ -154,8 +154,9 @@ def main(argv=None) -> int:
         "--realism",
         type=float,
         default=None,
-        help="decode with a realism decoder (the shipped beta_vae_gan has one): 0 = faithful, the "
-        "lowest distortion (default), 1 = realistic texture, any value between; the file is the same",
+        help="decode with a realism decoder: 0 = faithful, the lowest distortion (default), 1 = realistic "
+        "texture, any value between; the file must come from a model that has one (shipped: "
+        "beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth)",
     )
     args = parser.parse_args(argv)
 

@@ -101,3 +101,13 @@ def test_the_codec_help_gives_the_shipped_models_quality_ranges():
         span = model.quality_range()
         lo, hi = span if span is not None else (1, len(model.rate_points()))
         assert re.search(rf"{family}( takes)? {lo:g}-{hi:g}\b", text), family
+
+
+def test_the_codec_help_names_a_shipped_file_with_a_realism_decoder():
+    """decompress --realism's help names the file to compress with; it must be shipped and have one."""
+    from common import zoo
+
+    text = " ".join(_help_of(_script(ROOT / "scripts" / "codec.py").main, ("decompress", "--help")).split())
+    named = re.search(r"shipped: (\S+\.pth)", text.replace("- ", "-"))  # argparse wraps at hyphens
+    assert named, text
+    assert ROOT / named.group(1) in zoo.with_realism("beta_vae_gan")

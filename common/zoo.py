@@ -22,17 +22,18 @@ DEFAULT_FAMILY = "beta_vae_gan"
 
 def shipped(family: str) -> tuple[tuple[Path, bytes], ...]:
     """(path, model_id) of each shipped checkpoint of a family, lowest rate first (file name order)."""
-    return _shipped(ROOT, family)
+    return tuple((path, mid) for path, mid, _ in _listing(ROOT, family, "*.pth"))
 
 
 @cache
-def _shipped(root: Path, family: str, pattern: str = "*.pth") -> tuple[tuple[Path, bytes], ...]:
-    """Cached per root, so a test that points ROOT elsewhere leaves no stale listing behind."""
+def _listing(root: Path, family: str, pattern: str) -> tuple[tuple[Path, bytes, bool], ...]:
+    """(path, model_id, has a realism decoder) per file, each checkpoint read once. Cached per root,
+    so a test that points ROOT elsewhere leaves no stale listing behind."""
     folder = root / family / "pretrained"
     out = []
     for path in sorted(folder.glob(pattern)):
         ckpt = read_checkpoint(path)
-        out.append((path, bytes(ckpt["model_id"].tolist())))
+        out.append((path, bytes(ckpt["model_id"].tolist()), bool(ckpt.get("config", {}).get("realism"))))
     return tuple(out)
 
 
@@ -115,12 +116,17 @@ def release_checkout(record: dict) -> str:
 
 def companions(family: str) -> tuple[tuple[Path, bytes], ...]:
     """(path, model_id) of the files shipped in subfolders of a family's ``pretrained/``."""
-    return _shipped(ROOT, family, "*/*.pth")
+    return tuple((path, mid) for path, mid, _ in _listing(ROOT, family, "*/*.pth"))
+
+
+def _every_file(family: str) -> tuple[tuple[Path, bytes, bool], ...]:
+    """The defaults, then the companions."""
+    return _listing(ROOT, family, "*.pth") + _listing(ROOT, family, "*/*.pth")
 
 
 def find_by_id(model_id: bytes) -> Path | None:
     for family in FAMILIES:
-        for path, mid in shipped(family) + companions(family):
+        for path, mid, _ in _every_file(family):
             if mid == model_id:
                 return path
     return None
@@ -128,8 +134,4 @@ def find_by_id(model_id: bytes) -> Path | None:
 
 def with_realism(family: str) -> list[Path]:
     """The shipped files (defaults and companions) that carry a realism decoder."""
-    found = []
-    for path, _ in shipped(family) + companions(family):
-        if read_checkpoint(path).get("config", {}).get("realism"):
-            found.append(path)
-    return found
+    return [path for path, _, realism in _every_file(family) if realism]

@@ -6,8 +6,9 @@ Every flag of :class:`common.train_config.TrainConfig` and :class:`HierarchicalV
 as ``bpp_l<k>`` (l0 = 1/16). The loop itself lives in ``common/training.py``.
 
 The finest level is the β latent, so a three-level model can start from a β checkpoint of the same
-N, M and rate settings: ``--init_from ../beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth --N 64 --M 96
---rate_levels 8 --freeze_transforms`` (a β model without a spatial context) trains the levels above y alone (the shipped recipe is in
+N, M and rate settings and without a spatial context:
+``--init_from ../beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth --N 64 --M 96
+--rate_levels 8 --freeze_transforms`` trains the levels above y alone (the shipped recipe is in
 ``pretrained/README.md``).
 """
 

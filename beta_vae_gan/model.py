@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -67,7 +67,9 @@ from common.variable_rate import VariableRate, VariableRateConfig, anchor_log_ga
 @dataclass(frozen=True)
 class BetaVAEGANConfig(VariableRateConfig):
     N: int = option(128, "channels inside the transforms")
-    M: int = option(192, "channels of the latent y")
+    M: int = option(
+        192, "channels of the latent y (more than --init_from's: its latent is widened, decoding as before)"
+    )
     disc_channels: int = option(64, "width of the discriminator")
     gain: str = option(
         "channel", "variable rate: one gain per latent channel, or one scalar step", ("channel", "scalar")
@@ -276,6 +278,90 @@ class BetaVAEGAN(VariableRate, CompressionModel):
         if w is None:
             return y_hat
         return torch.cat([y_hat, w[:, None, None, None].expand(-1, 1, *y_hat.shape[-2:])], dim=1)
+
+    # ---- widening -----------------------------------------------------------------------------
+
+    def widened(self, M: int) -> BetaVAEGAN:
+        """This model with a latent of M channels (more than it has) that reconstructs, and codes its
+        old channels, exactly as it does: the transforms' ceiling at high rates is set by y's width
+        (``scripts/rate_ceiling.py``), so training goes on from here rather than from scratch.
+
+        The new channels start as fresh features of g_a at a hundredth of their initial size, so they
+        round to 0 and the files, and what they decode to, stay as they were; g_s reads them through
+        freshly initialised weights (rounding passes its gradient straight through, so g_a learns to
+        raise them where they help); every other weight from a new channel into an old output is 0
+        (h_a, h_s, the context); the hyperprior predicts them with zero weights (mean 0, the smallest
+        scale); their gains start at each anchor's mean. The discriminator starts afresh."""
+        old = self.config.M
+        if self.config.realism:
+            raise ValueError("widen the base model, then train its realism decoder again")
+        if M <= old:
+            raise ValueError(f"M must be larger than the model's {old}, not {M}")
+        wide = type(self)(replace(self.config, M=M))
+        h_old = old * 3 // 2
+        keep = {  # each kind of dimension: where the old channels sit among the new
+            "M": list(range(old)),
+            "SM": list(range(old)) + list(range(M, M + old)),  # [scales | means]
+            "H": list(range(h_old)),  # h_s's hidden width, 3M/2
+            "C2": list(range(2 * old)),  # the context's features
+            "C3": list(range(3 * old)),  # the context's hidden width
+        }
+        keep["R"] = keep["SM"] + [2 * M + i for i in range(2 * old)]  # [scales | means | features]
+        # name -> (kind of dim 0, kind of dim 1); transposed convolutions are (in, out, ...)
+        layout = {
+            "g_a.6": ("M", None),
+            "g_s.0": ("M", None),
+            "h_a.0": (None, "M"),
+            "h_s.0": (None, "M"),
+            "h_s.2": ("M", "H"),
+            "h_s.4": ("SM", "H"),
+            "context_model.context": ("C2", "M"),
+            "context_model.refine.0": ("C3", "R"),
+            "context_model.refine.2": ("SM", "C3"),
+        }
+        transposed = {"g_s.0", "h_s.0", "h_s.2"}
+        state, new_state = self.state_dict(), wide.state_dict()
+        with torch.no_grad():
+            for name, target in new_state.items():
+                source = state[name]
+                if source.shape == target.shape:
+                    target.copy_(source)
+                    continue
+                if ".tables." in name:  # coding tables: rebuilt below
+                    continue
+                if name in ("log_gain", "log_inverse_gain"):
+                    target.copy_(source.mean(dim=1, keepdim=True).expand_as(target))
+                    target[:, :old] = source
+                    continue
+                layer, kind = name.rsplit(".", 1)
+                dims = layout[layer]
+                if kind == "bias":
+                    index = keep[dims[1] if layer in transposed else dims[0]]
+                    target[index] = source
+                    continue
+                out_dim, in_dim = (1, 0) if layer in transposed else (0, 1)
+                out_kind, in_kind = dims[out_dim], dims[in_dim]
+                out_index = keep[out_kind] if out_kind else list(range(target.shape[out_dim]))
+                in_index = keep[in_kind] if in_kind else list(range(target.shape[in_dim]))
+                view = target if out_dim == 0 else target.transpose(0, 1)  # (out, in, ...)
+                src = source if out_dim == 0 else source.transpose(0, 1)
+                if in_kind and layer != "g_s.0":  # nothing new reaches an old output
+                    view[out_index] = 0
+                view[torch.tensor(out_index)[:, None], torch.tensor(in_index)[None, :]] = src
+            # the hyperprior's and the context's outputs for the new channels: no refinement, mean 0,
+            # scale 0 (the coder's smallest): a 0 costs next to no bits
+            for layer in ("h_s.4", "context_model.refine.2"):
+                if layer + ".weight" not in new_state:
+                    continue
+                new_out = [i for i in range(2 * M) if i not in set(keep["SM"])]
+                new_state[layer + ".weight"][new_out] = 0
+                new_state[layer + ".bias"][new_out] = 0
+            # and the new features start too small to survive rounding: the files keep their size
+            new_state["g_a.6.weight"][old:] *= 0.01
+            new_state["g_a.6.bias"][old:] = 0
+        wide.load_state_dict(new_state)
+        wide.update()
+        return wide.train(self.training)
 
     # ---- rate ---------------------------------------------------------------------------------
 

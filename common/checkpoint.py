@@ -252,6 +252,23 @@ def _decode_only(path, ckpt: dict) -> set[str]:
     return set(source.state_dict()) - set(source.coding_state())
 
 
+def _widened(path: Path, ckpt: dict, M: int, say) -> dict:
+    """The checkpoint's weights with a latent of M channels, decoding as before (``widened``)."""
+    narrow = build_model(ckpt["family"], ckpt["config"])
+    try:
+        narrow.load_state_dict(widen_state(ckpt["model"], narrow.state_dict()))
+        wide = narrow.widened(M)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"--init_from {path}: cannot widen its latent to {M} channels ({exc})"
+        ) from None
+    say(
+        f"--init_from: latent widened from {narrow.config.M} to {M} channels: the model decodes as "
+        "before and the new channels start unused"
+    )
+    return wide.state_dict()
+
+
 def init_weights(path: Path, model, disc, say=print) -> None:
     """``--init_from``: a checkpoint's weights, fresh optimizers and step (fine-tuning).
 
@@ -267,6 +284,8 @@ def init_weights(path: Path, model, disc, say=print) -> None:
         diff = {"family": (ckpt["family"], model.family)}
     else:
         diff = config_differences(model, ckpt, path)
+        if "M" in diff and hasattr(model, "widened") and (diff["M"][0] or 0) < model.config.M:
+            state = _widened(path, ckpt, model.config.M, say)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
         dropped = _decode_only(path, ckpt) & set(unexpected) if unexpected else set()

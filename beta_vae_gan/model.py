@@ -350,10 +350,10 @@ class BetaVAEGAN(VariableRate, CompressionModel):
                 view[torch.tensor(out_index)[:, None], torch.tensor(in_index)[None, :]] = src
             # the hyperprior's and the context's outputs for the new channels: no refinement, mean 0,
             # scale 0 (the coder's smallest): a 0 costs next to no bits
+            new_out = sorted(set(range(2 * M)) - set(keep["SM"]))
             for layer in ("h_s.4", "context_model.refine.2"):
                 if layer + ".weight" not in new_state:
                     continue
-                new_out = [i for i in range(2 * M) if i not in set(keep["SM"])]
                 new_state[layer + ".weight"][new_out] = 0
                 new_state[layer + ".bias"][new_out] = 0
             # and the new features start too small to survive rounding: the files keep their size

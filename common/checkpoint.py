@@ -284,7 +284,7 @@ def init_weights(path: Path, model, disc, say=print) -> None:
         diff = {"family": (ckpt["family"], model.family)}
     else:
         diff = config_differences(model, ckpt, path)
-        if "M" in diff and hasattr(model, "widened") and (diff["M"][0] or 0) < model.config.M:
+        if "M" in diff and hasattr(model, "widened") and diff["M"][0] < model.config.M:
             state = _widened(path, ckpt, model.config.M, say)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

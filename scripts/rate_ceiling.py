@@ -32,17 +32,22 @@ from common.layers import pad_to_multiple  # noqa: E402
 from common.metrics import psnr  # noqa: E402
 
 
-def ceiling(model, x: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unrounded, rounded) reconstructions of x (1, 3, H, W) in [0, 1] at ``quality``."""
+def ceiling(model, x: torch.Tensor, qualities: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(unrounded, rounded) reconstructions of x (1, 3, H, W) in [0, 1] at each quality; the latent
+    is computed once, since only the gains depend on the quality."""
     h, w = x.shape[-2:]
+    out = []
     with torch.no_grad():
         y = model.g_a(pad_to_multiple(x, model.pad_multiple) * 2 - 1)
-        (g, ig, _, _), _ = model._gains(torch.tensor([float(quality)]))
-        out = []
-        for rounded in (False, True):
-            y_g = (y * g).round() if rounded else y * g
-            out.append(model._synthesize(y_g * ig, None)[..., :h, :w].clamp(0, 1))
-    return out[0], out[1]
+        for quality in qualities:
+            (g, ig, _, _), _ = model._gains(torch.tensor([float(quality)]))
+            out.append(
+                tuple(
+                    model._synthesize(y_g * ig, None)[..., :h, :w].clamp(0, 1)
+                    for y_g in (y * g, (y * g).round())
+                )
+            )
+    return out
 
 
 def main(argv=None) -> int:
@@ -55,9 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="JSON of the means and every image's")
     args = parser.parse_args(argv)
 
-    model = load_model(args.model_path)
-    identity = model.identity().hex()
-    model = model.float().eval()
+    model = load_model(args.model_path)  # float32, in eval mode
     if model.family != "beta_vae_gan":
         raise VAEGANError(
             f"{args.model_path} is a {model.family} model: this check reads a β-VAE-GAN's transforms"
@@ -75,8 +78,7 @@ def main(argv=None) -> int:
     rows = []
     for f in files:
         x = to_tensor(load_image(f)[0])
-        for q in qualities:
-            unrounded, rounded = ceiling(model, x, q)
+        for q, (unrounded, rounded) in zip(qualities, ceiling(model, x, qualities)):
             rows.append(
                 {
                     "image": f.name,
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
                 ["python scripts/rate_ceiling.py", *(sys.argv[1:] if argv is None else argv)]
             ),
             "model": str(args.model_path),
-            "model_id": identity,
+            "model_id": model.identity().hex(),
             "images": len(files),
             "means": means,
             "per_image": rows,

@@ -46,9 +46,9 @@ def test_coarse_steps_cost_psnr_and_fine_ones_reach_the_ceiling(tmp_path, folder
     assert hi["psnr_rounded"] == pytest.approx(hi["psnr_unrounded"], abs=0.01)
     # the images themselves: fine steps decode as the unrounded latent, coarse ones as a latent of zeros
     x = torch.rand(1, 3, 64, 128)
-    unrounded, rounded = rate_ceiling.ceiling(model, x, 3.0)
+    [(unrounded, rounded)] = rate_ceiling.ceiling(model, x, [3.0])
     assert (rounded - unrounded).abs().max() < 1e-3
-    unrounded, rounded = rate_ceiling.ceiling(model, x, 1.0)
+    [(unrounded, rounded)] = rate_ceiling.ceiling(model, x, [1.0])
     with torch.no_grad():
         zeros = model._synthesize(torch.zeros(1, model.config.M, 4, 8), None).clamp(0, 1)
     assert torch.equal(rounded, zeros) and (unrounded - zeros).abs().max() > 1e-4

@@ -7,8 +7,9 @@ as ``bpp_l<k>`` (l0 = 1/16). The loop itself lives in ``common/training.py``.
 
 The finest level is the β latent, so a three-level model can start from a β checkpoint of the same
 N, M and rate settings and without a spatial context:
-``--init_from ../beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth --N 64 --M 96
---rate_levels 8 --freeze_transforms`` trains the levels above y alone (the shipped recipe is in
+``--init_from base.pth --N 64 --M 96 --rate_levels 8 --freeze_transforms`` trains the levels above y
+alone; the shipped model's base is the β release of 2026-12-06 (``git show
+47a0975:beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth > base.pth``; the recipe is in
 ``pretrained/README.md``).
 """
 

@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         default=None,
         help="decode with a realism decoder: 0 = faithful, the lowest distortion (default), 1 = realistic "
         "texture, any value between; the file must come from a model that has one (shipped: "
-        "beta_vae_gan/pretrained/realism/beta_vae_gan-vr-realism.pth)",
+        "beta_vae_gan/pretrained/beta_vae_gan-vr.pth, the default model)",
     )
     args = parser.parse_args(argv)
 

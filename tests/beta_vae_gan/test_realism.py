@@ -293,3 +293,17 @@ def test_measured_points_key_on_the_weights_their_decode_uses(paths):
     assert point_identity(model) == point_identity(base)
     realistic = point_identity(model.at_realism(1.0))
     assert realistic["weights"] == model.weights_digest() and realistic["model_id"] == base.identity().hex()
+
+
+def test_the_shipped_default_decodes_its_own_files_at_both_ends(rng):
+    """The default β file carries the realism decoder: its files (the codec's default) decode faithful
+    unasked and at realism 0, and otherwise at realism 1, found from the header."""
+    from common import zoo
+
+    (path, _), *rest = zoo.shipped("beta_vae_gan")
+    assert not rest and path in zoo.with_realism("beta_vae_gan")
+    data = compress_image(zoo.shipped_model("beta_vae_gan", 3), random_image(rng, 64, 96))
+    faithful = decompress_bytes(data)
+    assert np.array_equal(decompress_bytes(data, realism=0.0), faithful)
+    realistic = decompress_bytes(data, realism=1.0)
+    assert realistic.shape == faithful.shape == (64, 96, 3) and not np.array_equal(realistic, faithful)

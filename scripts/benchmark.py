@@ -3,6 +3,7 @@ coding timed apart), entropy-coder symbols/s, training images/s, peak memory; a 
 
     python scripts/benchmark.py --output benchmark.json                 # all families, all cores
     python scripts/benchmark.py --model_path ckpt.pth --threads 1 --devices cpu
+    python scripts/benchmark.py --families beta_vae_gan --realism 0 1 --skip_train  # both decode ends
 
 Models: each ``--model_path``; otherwise per family its default shipped checkpoint (common.zoo), or,
 when it has none, a freshly initialised model with the default config (the report says which).
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=("none", "bf16"), default="none", help="training step only")
     p.add_argument("--channels_last", "--channels-last", action="store_true", help="training step only")
     p.add_argument("--skip_train", "--skip-train", action="store_true")
+    p.add_argument(
+        "--realism",
+        type=float,
+        nargs="+",
+        default=None,
+        help="time decoding at these realism settings (models with a realism decoder; one row each)",
+    )
     p.add_argument("--output", default=None, help="JSON report")
     return p
 
@@ -300,6 +308,17 @@ def models_to_time(args) -> tuple[list[tuple[str, object]], list[str]]:
     return out, notes
 
 
+def realism_views(model, settings: list[float] | None) -> list[tuple[object, float | None]]:
+    """(view, realism) per ``--realism`` setting: decoding above 0 runs the realism decoder too, so it
+    is timed apart; without the flag, the model as it decodes by default (None)."""
+    if not settings:
+        return [(model, None)]
+    try:
+        return [(model.at_realism(w), w) for w in settings]
+    except ValueError as exc:
+        raise VAEGANError(f"--realism: {exc}") from None
+
+
 def test_image(args) -> tuple[torch.Tensor, str]:
     """A Kodak image of the requested size if one is at hand, else a smooth synthetic image."""
     w, h = args.width, args.height
@@ -346,13 +365,22 @@ def main(argv=None) -> int:
             device = torch.device(name)
             model.to(device).eval()
             x = image.to(device)
-            row = {"family": model.family, "model": source, "config": asdict(model.config), "device": name}
-            print(f"{model.family} on {name} ({source}) ...", flush=True)
-            row |= time_coding(model, x, device, args.repeats, args.warmup)
-            if not args.skip_train:
-                row |= time_training(model, device, args)
-            report["results"].append(row)
-            print(_summary(row), flush=True)
+            for i, (view, realism) in enumerate(realism_views(model, args.realism)):
+                row = {
+                    "family": model.family,
+                    "model": source,
+                    "config": asdict(model.config),
+                    "device": name,
+                }
+                where = "" if realism is None else f", realism {realism:g}"
+                print(f"{model.family} on {name} ({source}{where}) ...", flush=True)
+                if realism is not None:
+                    row["realism"] = realism
+                row |= time_coding(view, x, device, args.repeats, args.warmup)
+                if not args.skip_train and i == 0:  # training does not depend on the decode setting
+                    row |= time_training(model, device, args)
+                report["results"].append(row)
+                print(_summary(row), flush=True)
         model.to("cpu")
     load = load_average()
     if load is not None:

@@ -53,3 +53,30 @@ def test_unknown_family_is_a_one_line_error(bench_script, capsys):
     assert run_cli(bench_script.main, ["--families", "nope", "--skip_train"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown family 'nope'") and err.count("\n") == 1
+
+
+def test_realism_settings_are_timed_one_row_each_on_the_same_file(
+    bench_script, tiny_beta_path, tmp_path, capsys
+):
+    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
+    from common.checkpoint import export_model, load_model
+    from tests.conftest import TINY_BETA
+
+    model = BetaVAEGAN(BetaVAEGANConfig(**TINY_BETA, realism=True))
+    model.load_state_dict(load_model(tiny_beta_path).state_dict(), strict=False)
+    with torch.no_grad():  # gates away from zero, as after training
+        for p in model.realism_decoder.parameters():
+            p.add_(0.1)
+    export_model(model.eval(), tmp_path / "realism.pth")
+    out = tmp_path / "bench.json"
+    argv = ["--model_path", str(tmp_path / "realism.pth"), "--devices", "cpu", "--threads", "1", "--width", "96",
+            "--height", "64", "--data_dir", str(tmp_path / "none"), "--repeats", "1", "--warmup", "0",
+            "--skip_train", "--realism", "0", "1", "--output", str(out)]  # fmt: skip
+    assert bench_script.main(argv) == 0
+    faithful, realistic = json.loads(out.read_text())["results"]
+    assert (faithful["realism"], realistic["realism"]) == (0.0, 1.0)
+    assert faithful["stream_bpp"] == realistic["stream_bpp"] and faithful["psnr_db"] != realistic["psnr_db"]
+    argv[1] = str(tiny_beta_path)
+    assert run_cli(bench_script.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --realism: ") and "no realism decoder" in err and err.count("\n") == 1

@@ -277,10 +277,10 @@ def decompress_bytes(
     model = model_for(data, model)
     if realism is not None:
         try:
-            model = model.at_realism(realism)
-        except ValueError as exc:
+            model = zoo.at_realism(model, realism)
+        except VAEGANError as exc:
             where = f" ({model.checkpoint_path})" if model.checkpoint_path else ""
-            raise VAEGANError(f"--realism: {exc}{where}{_realism_hint(model)}") from None
+            raise VAEGANError(f"{exc}{where}{_realism_hint(model)}") from None
     _check_declared_size(size, model.pad_multiple, limit)
     _check_memory(model, size)
     _, compressed = unpack(data)

@@ -360,11 +360,11 @@ def checkpoint_points(args, models: list) -> list[tuple[str, object, str, str]]:
         realism = getattr(args, "realism", None)
         try:
             if realism:
-                variants = [(model.at_realism(w), f"-realism{w:g}") for w in realism]
+                variants = [(zoo.at_realism(model, w), f"-realism{w:g}") for w in realism]
             else:
                 variants = model.decode_variants()
-        except ValueError as exc:
-            raise VAEGANError(f"{path}: --realism: {exc}") from None
+        except VAEGANError as exc:
+            raise VAEGANError(f"{path}: {exc}") from None
         for variant, prefix in variants:
             qualities = args.quality
             if qualities and variant.quality_range() is not None:

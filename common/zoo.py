@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from common.checkpoint import load_model, read_checkpoint
-from common.errors import CheckpointError
+from common.errors import CheckpointError, VAEGANError
 from common.registry import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,15 @@ def shipped_model(family: str = DEFAULT_FAMILY, quality: float | None = None):
     if quality != int(quality) or not 1 <= quality <= len(points):
         raise CheckpointError(f"--quality must be a whole number between 1 and {len(points)} for {family}")
     return points[int(quality) - 1]
+
+
+def at_realism(model, realism: float):
+    """``model`` decoding at ``realism`` (0 = faithful .. 1 = realistic); a clear error for a model
+    without a realism decoder or a setting outside [0, 1]."""
+    try:
+        return model.at_realism(realism)
+    except ValueError as exc:
+        raise VAEGANError(f"--realism: {exc}") from None
 
 
 def at_quality(model, quality: float):

@@ -308,17 +308,6 @@ def models_to_time(args) -> tuple[list[tuple[str, object]], list[str]]:
     return out, notes
 
 
-def realism_views(model, settings: list[float] | None) -> list[tuple[object, float | None]]:
-    """(view, realism) per ``--realism`` setting: decoding above 0 runs the realism decoder too, so it
-    is timed apart; without the flag, the model as it decodes by default (None)."""
-    if not settings:
-        return [(model, None)]
-    try:
-        return [(model.at_realism(w), w) for w in settings]
-    except ValueError as exc:
-        raise VAEGANError(f"--realism: {exc}") from None
-
-
 def test_image(args) -> tuple[torch.Tensor, str]:
     """A Kodak image of the requested size if one is at hand, else a smooth synthetic image."""
     w, h = args.width, args.height
@@ -365,7 +354,9 @@ def main(argv=None) -> int:
             device = torch.device(name)
             model.to(device).eval()
             x = image.to(device)
-            for i, (view, realism) in enumerate(realism_views(model, args.realism)):
+            # decoding above realism 0 runs the realism decoder too, so each setting is timed apart
+            views = [(zoo.at_realism(model, w), w) for w in args.realism] if args.realism else [(model, None)]
+            for i, (view, realism) in enumerate(views):
                 row = {
                     "family": model.family,
                     "model": source,

@@ -109,6 +109,20 @@ def poison_loss(trainer, when) -> None:
     trainer.loss = Poisoned(trainer.loss)
 
 
+def realism_from(base, seed: int = 1):
+    """A β model: the base's weights plus a realism decoder whose gates are not zero (as after training)."""
+    from dataclasses import replace
+
+    model = type(base)(replace(base.config, realism=True))
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("realism_decoder.") for k in missing)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.realism_decoder.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
 def make_image_splits(root: Path, counts: dict[str, int], size: tuple[int, int], seed: int = 0) -> Path:
     """Folders ``root/<split>/<i>.png`` of smooth random images: a tiny dataset for training tests."""
     from PIL import Image

@@ -17,21 +17,16 @@ from common.codec import compress_image, decompress_bytes
 from common.errors import CheckpointError, VAEGANError
 from common.losses import feature_matching_loss, per_image_mean
 from common.training import Trainer
-from tests.conftest import TINY_BETA, make_image_splits, random_image, run_codec, tiny_train_config
+from tests.conftest import (
+    TINY_BETA,
+    make_image_splits,
+    random_image,
+    realism_from,
+    run_codec,
+    tiny_train_config,
+)
 
 VR = dict(TINY_BETA, rate_levels=4, rate_span=400.0)
-
-
-def realism_from(base: BetaVAEGAN, seed: int = 1) -> BetaVAEGAN:
-    """The base's weights plus a realism decoder whose gates are not zero (as after training)."""
-    model = BetaVAEGAN(BetaVAEGANConfig(**VR, realism=True))
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("realism_decoder.") for k in missing)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.realism_decoder.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

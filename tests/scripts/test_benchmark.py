@@ -58,16 +58,10 @@ def test_unknown_family_is_a_one_line_error(bench_script, capsys):
 def test_realism_settings_are_timed_one_row_each_on_the_same_file(
     bench_script, tiny_beta_path, tmp_path, capsys
 ):
-    from beta_vae_gan.model import BetaVAEGAN, BetaVAEGANConfig
     from common.checkpoint import export_model, load_model
-    from tests.conftest import TINY_BETA
+    from tests.conftest import realism_from
 
-    model = BetaVAEGAN(BetaVAEGANConfig(**TINY_BETA, realism=True))
-    model.load_state_dict(load_model(tiny_beta_path).state_dict(), strict=False)
-    with torch.no_grad():  # gates away from zero, as after training
-        for p in model.realism_decoder.parameters():
-            p.add_(0.1)
-    export_model(model.eval(), tmp_path / "realism.pth")
+    export_model(realism_from(load_model(tiny_beta_path)), tmp_path / "realism.pth")
     out = tmp_path / "bench.json"
     argv = ["--model_path", str(tmp_path / "realism.pth"), "--devices", "cpu", "--threads", "1", "--width", "96",
             "--height", "64", "--data_dir", str(tmp_path / "none"), "--repeats", "1", "--warmup", "0",
